@@ -1,0 +1,55 @@
+"""Callbacks that measure a run for its results.json."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+
+
+def _scalar(value) -> float | None:
+    return float(value) if isinstance(value, (torch.Tensor, float, int)) else None
+
+
+class RunRecorder(pl.Callback):
+    """Training time and images/s (training batches only, no validation), and per-epoch metrics."""
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self.train_images = 0
+        self.history: list[dict[str, float | int | None]] = []
+        self._epoch_start = 0.0
+
+    def _sync(self, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(pl_module)
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.train_images += len(batch[1])
+        if batch_idx == trainer.num_training_batches - 1:
+            self._sync(pl_module)
+            self.train_seconds += time.perf_counter() - self._epoch_start
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        self.history.append(
+            {"epoch": trainer.current_epoch}
+            | {key: _scalar(metrics.get(key)) for key in ("val/acc", "val/loss", "train/loss_epoch")}
+        )
+
+    @property
+    def images_per_second(self) -> float | None:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else None
+
+    def state_dict(self) -> dict:
+        return {"train_seconds": self.train_seconds, "train_images": self.train_images, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.train_seconds = state_dict["train_seconds"]
+        self.train_images = state_dict["train_images"]
+        self.history = list(state_dict["history"])

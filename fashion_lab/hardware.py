@@ -1,0 +1,74 @@
+"""Device choices: `trainer.gpus` translation, GPU checks, and the fastest precision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fashion_lab.errors import UserError
+
+NO_GPU = (
+    "No CUDA GPU was found on this machine; run on the CPU with trainer.gpus=0 "
+    "(or trainer=cpu), or install a CUDA build of PyTorch on a machine with a GPU."
+)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has bf16 matrix units (AMX) or instructions (avx512_bf16)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def fastest_precision(accelerator: str) -> str:
+    """bf16 autocast where the device runs it faster than fp32, else full precision.
+
+    On CPUs without bf16 hardware, bf16 autocast was measured about 6x slower than fp32
+    (AVX2 EPYC), while on AMX it was 1.6x faster: the choice must follow the hardware.
+    """
+    if accelerator == "gpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def resolve_devices(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Turn a trainer config into Lightning Trainer arguments.
+
+    `gpus` (removed in Lightning 2) becomes accelerator/devices; a GPU request on a machine
+    without one, or for more GPUs than are visible, is a UserError; a null precision
+    becomes the fastest one for the device.
+    """
+    cfg = dict(trainer_cfg)
+    gpus = cfg.pop("gpus", None)
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus is not None:
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < -1:
+            raise UserError(
+                f"trainer.gpus must be a whole number of GPUs (0: CPU, -1: all), got {gpus!r}; "
+                "fix the override."
+            )
+        if gpus == 0:
+            cfg.update(accelerator="cpu", devices=1)
+        else:
+            if available == 0:
+                raise UserError(NO_GPU)
+            if gpus > available:
+                raise UserError(
+                    f"trainer.gpus={gpus} asks for more GPUs than the {available} visible; "
+                    f"set trainer.gpus={available} or fewer."
+                )
+            cfg.update(accelerator="gpu", devices=gpus if gpus > 0 else available)
+    accelerator = str(cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and available == 0:
+        raise UserError(NO_GPU)
+    if accelerator == "auto":
+        accelerator = "gpu" if available else "cpu"
+    if accelerator == "cuda":
+        accelerator = "gpu"
+    cfg["accelerator"] = accelerator
+    if cfg.get("precision") is None:
+        cfg["precision"] = fastest_precision(accelerator)
+    if cfg.get("benchmark") is None:
+        cfg["benchmark"] = accelerator == "gpu" and not cfg.get("deterministic")
+    return cfg

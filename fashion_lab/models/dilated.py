@@ -1,0 +1,135 @@
+"""One configurable dilated CNN; the presets differ only in their dilation schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from fashion_lab.errors import UserError
+from fashion_lab.models.registry import register_model
+
+KERNEL = 3
+
+
+def kernel_span(dilation: int, kernel: int = KERNEL) -> int:
+    """Pixels one side of a dilated kernel covers: (k - 1) * d + 1."""
+    return (kernel - 1) * dilation + 1
+
+
+def as_stages(dilations: Sequence[int] | Sequence[Sequence[int]]) -> list[list[int]]:
+    """Normalize a schedule: a flat list is one stage, a list of lists is several.
+
+    Raises:
+        UserError: the schedule is empty or holds anything but positive integers.
+    """
+    stages = [list(s) for s in dilations] if dilations and _is_list(dilations[0]) else [dilations]
+    for stage in stages:
+        if not stage or not all(_is_positive_int(d) for d in stage):
+            raise UserError(
+                f"model.dilations must be a non-empty list of positive integers (or a list of such "
+                f"lists, one per stage), got {list(dilations)!r}; e.g. model.dilations=[1,2,4,8]."
+            )
+    return [list(stage) for stage in stages]
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class ConvBNReLU(nn.Module):
+    """3x3 convolution (padding follows dilation, so size is kept), BatchNorm, ReLU.
+
+    With `residual`, the input is added before the ReLU when the shapes match.
+    """
+
+    def __init__(self, cin: int, cout: int, *, dilation: int = 1, residual: bool = False) -> None:
+        super().__init__()
+        self.dilation = dilation
+        self.conv = nn.Conv2d(cin, cout, KERNEL, padding=dilation, dilation=dilation, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.residual = residual and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn(self.conv(x))
+        return torch.relu(out + x if self.residual else out)
+
+
+class DilatedNet(nn.Module):
+    """Stem, stages of dilated 3x3 conv layers, global average pooling, linear head.
+
+    Args:
+        dilations: one dilation per conv layer; a list of lists makes several stages.
+        width: channels of the stem and the first stage.
+        downsample: halve the resolution (2x2 max-pool) and double the width between stages.
+        residual: add each layer's input to its output where the shapes match.
+        dropout: dropout before the linear head.
+        num_classes: output logits.
+        in_channels: input channels.
+        input_size: input height and width, used to reject dilations too large for a stage.
+
+    Raises:
+        UserError: a dilation's kernel span exceeds the feature map it runs on.
+    """
+
+    def __init__(
+        self,
+        *,
+        dilations: Sequence[int] | Sequence[Sequence[int]],
+        width: int = 32,
+        downsample: bool = True,
+        residual: bool = False,
+        dropout: float = 0.0,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int = 28,
+    ) -> None:
+        super().__init__()
+        self.stages = as_stages(dilations)
+        layers: list[nn.Module] = [ConvBNReLU(in_channels, width)]
+        channels, size = width, input_size
+        for index, stage in enumerate(self.stages):
+            cout = channels
+            if index > 0 and downsample:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+                cout = channels * 2
+            for d in stage:
+                if kernel_span(d) > size:
+                    raise UserError(
+                        f"Dilation {d} makes the 3x3 kernel span {kernel_span(d)} pixels, more than "
+                        f"the {size}x{size} feature map of stage {index + 1}; use dilations "
+                        f"<= {(size - 1) // (KERNEL - 1)} there."
+                    )
+                layers.append(ConvBNReLU(channels, cout, dilation=d, residual=residual))
+                channels = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@register_model
+def dilated(*, dilations: Sequence[int] | Sequence[Sequence[int]], **kwargs) -> DilatedNet:
+    """A dilated CNN with any schedule (`model.dilations`)."""
+    return DilatedNet(dilations=dilations, **kwargs)
+
+
+@register_model
+def dilated_v1(*, dilations: Sequence = (2, 2, 2, 2), **kwargs) -> DilatedNet:
+    """Constant dilation: the gridding-prone control."""
+    return DilatedNet(dilations=dilations, **kwargs)
+
+
+@register_model
+def dilated_v2(*, dilations: Sequence = (1, 2, 4, 8), **kwargs) -> DilatedNet:
+    """Exponentially growing dilation (receptive field 31x31 from four 3x3 layers)."""
+    return DilatedNet(dilations=dilations, **kwargs)

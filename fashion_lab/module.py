@@ -1,0 +1,182 @@
+"""The LightningModule: loss, metrics, and the figures a run leaves in TensorBoard and on disk."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from fashion_lab.data import CLASS_NAMES
+from fashion_lab.errors import UserError
+from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
+
+
+class DivergenceError(UserError):
+    """The training loss stopped being finite."""
+
+
+def tag_safe(name: str) -> str:
+    """A class name usable as part of a TensorBoard tag ("T-shirt/top" -> "T-shirt_top")."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+class LitClassifier(pl.LightningModule):
+    """Trains any classification network with cross-entropy and reports accuracy.
+
+    Args:
+        net: the network (a plain `nn.Module` from the zoo).
+        optimizer: a partial optimizer, bound here to the network's parameters.
+        scheduler: a partial LR scheduler, or None. Its `total_steps` or `T_max`, when left
+            None in the config, are filled with the run's number of optimizer steps; it is
+            stepped every optimizer step.
+        label_smoothing: cross-entropy label smoothing.
+        class_names: names shown in the figures and per-class metrics.
+        channels_last: run the network in channels-last memory format (faster convolutions).
+        num_prediction_samples: test images drawn in the prediction grid.
+        config: the composed run config, stored in every checkpoint so that a checkpoint
+            alone rebuilds its model.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        class_names: Sequence[str] = CLASS_NAMES,
+        channels_last: bool = False,
+        num_prediction_samples: int = 32,
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.class_names = tuple(class_names)
+        self.num_prediction_samples = num_prediction_samples
+        self.config = config
+        n = len(self.class_names)
+        self.train_acc = MulticlassAccuracy(num_classes=n, average="micro")
+        eval_metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes=n, average="micro"),
+                "acc_class": MulticlassAccuracy(num_classes=n, average=None),
+                "confmat": MulticlassConfusionMatrix(num_classes=n),
+            },
+            compute_groups=False,
+        )
+        self.val_metrics = eval_metrics.clone(prefix="val/")
+        self.test_metrics = eval_metrics.clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+        self.confusion: dict[str, torch.Tensor] = {}
+        self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _loss_and_predictions(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        return self.criterion(logits.float(), y), logits.argmax(dim=1), y
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._loss_and_predictions(batch)
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"Training diverged: the loss became {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}); lower the learning rate (optimizer.lr) or clip "
+                f"gradients (trainer.gradient_clip_val=1.0)."
+            )
+        self.train_acc(preds, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._loss_and_predictions(batch)
+        self.val_metrics.update(preds, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=False, batch_size=len(y))
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._loss_and_predictions(batch)
+        self.test_metrics.update(preds, y)
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(y))
+        if batch_idx == 0:
+            k = self.num_prediction_samples
+            self.samples = (batch[0][:k].detach().cpu(), y[:k].cpu(), preds[:k].cpu())
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).float().softmax(dim=1)
+
+    def _log_eval_metrics(self, metrics: MetricCollection, stage: str) -> float:
+        values = metrics.compute()
+        metrics.reset()
+        acc = values[f"{stage}/acc"]
+        self.log(f"{stage}/acc", acc, prog_bar=True)
+        for name, value in zip(self.class_names, values[f"{stage}/acc_class"]):
+            self.log(f"{stage}/acc_class/{tag_safe(name)}", value)
+        self.confusion[stage] = values[f"{stage}/confmat"].cpu()
+        return acc
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self._log_eval_metrics(self.val_metrics, "val")
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(acc)
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics(self.test_metrics, "test")
+        self._write_figure("test/confusion_matrix", self._confusion_figure("test"))
+        if self.samples is not None:
+            figure = prediction_grid_figure(*self.samples, self.class_names)
+            self._write_figure("test/predictions", figure)
+
+    def on_fit_end(self) -> None:
+        if "val" in self.confusion:
+            self._write_figure("val/confusion_matrix", self._confusion_figure("val"))
+
+    def _confusion_figure(self, stage: str):
+        title = f"{'Validation' if stage == 'val' else 'Test'} confusion matrix"
+        return confusion_matrix_figure(self.confusion[stage], self.class_names, title=title)
+
+    def _write_figure(self, tag: str, figure) -> None:
+        """Add the figure to every TensorBoard logger and save it as PNG in the run directory."""
+        if self.trainer.is_global_zero:
+            directory = Path(self.trainer.default_root_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            figure.savefig(directory / f"{tag.replace('/', '_')}.png", dpi=100)
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_figure(tag, figure, self.global_step, close=False)
+        plt.close(figure)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if not self.scheduler_factory:
+            return optimizer
+        keywords = getattr(self.scheduler_factory, "keywords", {})
+        steps = int(self.trainer.estimated_stepping_batches)
+        length = {k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None}
+        scheduler = self.scheduler_factory(optimizer=optimizer, **length)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fashion_lab_config"] = self.config

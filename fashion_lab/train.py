@@ -1,0 +1,252 @@
+"""The training task: config -> objects -> fit -> test -> results on disk.
+
+`python -m fashion_lab [overrides]` runs it once; `-m` runs a sweep, one directory per job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+
+from fashion_lab.callbacks import RunRecorder
+from fashion_lab.config import CONFIG_DIR
+from fashion_lab.data import FashionMNISTDataModule
+from fashion_lab.errors import UserError
+from fashion_lab.hardware import resolve_devices
+from fashion_lab.models import create_model
+from fashion_lab.module import LitClassifier
+
+log = logging.getLogger(__name__)
+
+MODULE_OPTIONS = ("channels_last", "compile")
+"""Keys of `cfg.model` that configure how the network runs, not what it is."""
+
+failed_jobs: list[tuple[str, str]] = []
+"""(run directory, reason) of every job of this process that failed."""
+
+
+def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
+    """The DataModule described by `cfg.data`."""
+    return hydra.utils.instantiate(cfg.data, _convert_="all")
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The network `cfg.model.name` with the rest of `cfg.model` as its options."""
+    options = OmegaConf.to_container(cfg.model, resolve=True)
+    for key in MODULE_OPTIONS:
+        options.pop(key, None)
+    return create_model(**options)
+
+
+def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
+    """The LightningModule around `net`, with the configured optimizer and scheduler."""
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    if cfg.model.get("compile"):
+        net = torch.compile(net)
+    return LitClassifier(
+        net,
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        label_smoothing=cfg.module.label_smoothing,
+        channels_last=cfg.model.get("channels_last", False),
+        num_prediction_samples=cfg.module.num_prediction_samples,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def _instantiate_all(group: Mapping | None) -> list[Any]:
+    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
+
+
+def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
+    """The Trainer from `cfg.trainer`, `cfg.callbacks` and `cfg.logger` (the one place that builds it).
+
+    Raises:
+        UserError: a GPU was asked for and none (or too few) are present.
+    """
+    options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
+    options.pop("_target_", None)
+    all_callbacks = _instantiate_all(cfg.get("callbacks")) + list(callbacks)
+    if not options.get("enable_progress_bar", True):
+        all_callbacks = [c for c in all_callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    loggers = _instantiate_all(cfg.get("logger"))
+    try:
+        return pl.Trainer(**options, callbacks=all_callbacks, logger=loggers or False)
+    except TypeError as e:
+        raise UserError(f"The trainer config has an option Lightning does not know ({e}); remove it.") from None
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, with values TensorBoard's hparams accept."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: Mapping[str, float]) -> None:
+    """Write the run's hyperparameters with its final metrics to TensorBoard's HPARAMS tab."""
+    from torch.utils.tensorboard.summary import hparams
+
+    keys = ("model", "optimizer", "scheduler", "data.batch_size", "data.augment", "data.val_size",
+            "module", "trainer.max_epochs", "trainer.precision", "seed")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    params = {
+        k: v
+        for k, v in flatten(container).items()
+        if k.startswith(keys) and not k.endswith(("_target_", "_partial_"))
+    }
+    params["trainer.precision"] = str(trainer.precision)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams(params, dict(metrics)):
+                writer.add_summary(summary)
+            logger.experiment.flush()
+
+
+def write_results(output_dir: Path, results: Mapping[str, Any]) -> Path:
+    """Write results.json atomically (a kill never leaves half a file)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "results.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))}
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one configuration; write results.json whether it completes or fails."""
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    results: dict[str, Any] = {
+        "status": "running",
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "overrides": _overrides(),
+        "output_dir": str(output_dir),
+    }
+    recorder = RunRecorder()
+    try:
+        if cfg.seed is not None:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = build_datamodule(cfg)
+        net = build_model(cfg)
+        results["parameters"] = count_parameters(net)
+        module = build_module(cfg, net)
+        trainer = build_trainer(cfg, [recorder])
+        results.update(device=str(trainer.strategy.root_device), precision=str(trainer.precision),
+                       batch_size=cfg.data.batch_size)
+        metrics: dict[str, float] = {}
+        if cfg.train:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            metrics.update(_float_metrics(trainer.callback_metrics))
+            results["epochs"] = trainer.current_epoch
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+            results["best_checkpoint"] = best or None
+        if cfg.test:
+            ckpt = ("best" if results.get("best_checkpoint") else None) if cfg.train else cfg.ckpt_path
+            for tested in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False):
+                metrics.update(_float_metrics(tested))
+        results.update(
+            val_acc=metrics.get("val/acc"),
+            val_acc_best=metrics.get("val/acc_best"),
+            val_loss=metrics.get("val/loss"),
+            test_acc=metrics.get("test/acc"),
+            test_loss=metrics.get("test/loss"),
+            test_acc_per_class={
+                k.rsplit("/", 1)[-1]: v for k, v in metrics.items() if k.startswith("test/acc_class/")
+            },
+        )
+        log_hparams(trainer, cfg, {k: metrics[k] for k in ("val/acc_best", "test/acc") if k in metrics})
+        results["status"] = "completed"
+        return results
+    except BaseException as e:
+        results.update(status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__)
+        raise
+    finally:
+        results.update(
+            wall_time_s=round(time.perf_counter() - started, 2),
+            train_time_s=round(recorder.train_seconds, 2),
+            train_images_per_s=round(recorder.images_per_second or 0.0, 1),
+            history=recorder.history,
+        )
+        if recorder.history:
+            best_epoch = max(recorder.history, key=lambda h: h.get("val/acc") or -1.0)
+            results["best_epoch"] = best_epoch["epoch"]
+        write_results(output_dir, results)
+
+
+def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
+    parts = [f"{results['model']}:"]
+    if results.get("test_acc") is not None:
+        parts.append(f"test/acc {results['test_acc']:.4f}")
+    if results.get("val_acc_best") is not None:
+        parts.append(f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})")
+    parts.append(f"in {results['wall_time_s']:.0f} s ({results['train_images_per_s']:.0f} train img/s)")
+    parts.append(f"| outputs: {results['output_dir']} | tensorboard --logdir {cfg.paths.log_dir}")
+    return " ".join(parts)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def run(cfg: DictConfig) -> float | None:
+    """Hydra's task function: returns val/acc_best (for sweepers), records failures."""
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        results = train(cfg)
+    except UserError as e:
+        log.error(f"Error: {e}")
+        failed_jobs.append((cfg.paths.output_dir, str(e)))
+        if not sweeping:
+            sys.exit(2)
+        return None
+    except Exception as e:
+        if not sweeping:
+            raise
+        log.error(f"Job failed with {type(e).__name__}: {e}\n{traceback.format_exc()}")
+        failed_jobs.append((cfg.paths.output_dir, f"{type(e).__name__}: {e}"))
+        return None
+    log.info(_summary(results, cfg))
+    return results.get("val_acc_best")
+
+
+def main() -> None:
+    """Entry point of `python -m fashion_lab` and `fashion-lab`: exits non-zero if a job failed."""
+    run()
+    if failed_jobs:
+        print(f"{len(failed_jobs)} job(s) failed:", file=sys.stderr)
+        for directory, reason in failed_jobs:
+            print(f"  {directory}: {reason}", file=sys.stderr)
+        sys.exit(1)
