@@ -20,6 +20,10 @@ class RunRecorder(pl.Callback):
         self.train_images = 0
         self.history: list[dict[str, float | int | None]] = []
         self._epoch_start = 0.0
+        self._stage: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage
 
     def _sync(self, pl_module: pl.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -39,7 +43,10 @@ class RunRecorder(pl.Callback):
         metrics = trainer.callback_metrics
         self.history.append(
             {"epoch": trainer.current_epoch}
-            | {key: _scalar(metrics.get(key)) for key in ("val/acc", "val/loss", "train/loss_epoch")}
+            | {
+                key: _scalar(metrics.get(key))
+                for key in ("val/acc", "val/loss", "train/loss_epoch")
+            }
         )
 
     @property
@@ -47,9 +54,16 @@ class RunRecorder(pl.Callback):
         return self.train_images / self.train_seconds if self.train_seconds > 0 else None
 
     def state_dict(self) -> dict:
-        return {"train_seconds": self.train_seconds, "train_images": self.train_images, "history": self.history}
+        return {
+            "train_seconds": self.train_seconds,
+            "train_images": self.train_images,
+            "history": self.history,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # Resuming a fit continues the record; testing a checkpoint must not rewind it.
+        if self._stage != "fit":
+            return
         self.train_seconds = state_dict["train_seconds"]
         self.train_images = state_dict["train_images"]
         self.history = list(state_dict["history"])

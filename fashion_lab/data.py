@@ -84,7 +84,9 @@ def read_idx(path: str | os.PathLike, *, ndim: int, md5: str | None = None) -> t
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; run again to download it.") from None
     except PermissionError:
-        raise DataError(f"{path} cannot be read (permission denied); fix its permissions.") from None
+        raise DataError(
+            f"{path} cannot be read (permission denied); fix its permissions."
+        ) from None
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is damaged ({e}); {_remedy(path)}.") from None
     if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
@@ -162,7 +164,9 @@ def download(root: str | os.PathLike, mirrors: Sequence[str], *, timeout: float 
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"Cannot create the data directory {root} ({e}); set data.root to a writable directory.") from None
+        raise DataError(
+            f"Cannot create the data directory {root} ({e}); set data.root to a writable directory."
+        ) from None
     for name, md5 in FILES.items():
         target = root / name
         if target.is_file():
@@ -316,7 +320,7 @@ class Augmentation:
         return x
 
     def _random_crop(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _, h, w = x.shape
         p = self.crop_padding
         padded = torch.nn.functional.pad(x, (p, p, p, p))
         dy = torch.randint(0, 2 * p + 1, (b, 1, 1), device=x.device)
@@ -395,13 +399,21 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.std: float | None = None
         self.data_dir: Path | None = None
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for name, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("data.batch_size", batch_size),
+            ("data.eval_batch_size", eval_batch_size),
+        ):
             if not isinstance(value, int) or value <= 0:
-                raise UserError(f"{name} must be a positive integer, got {value!r}; fix the override.")
+                raise UserError(
+                    f"{name} must be a positive integer, got {value!r}; fix the override."
+                )
 
     def prepare_data(self) -> None:
         self.data_dir = locate(
-            self.root, system_dir=self.system_dir, mirrors=self.mirrors, allow_download=self.download
+            self.root,
+            system_dir=self.system_dir,
+            mirrors=self.mirrors,
+            allow_download=self.download,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -415,7 +427,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
                 f"data.val_size must be an integer between 1 and {len(images) - 1} (the training "
                 f"set has {len(images)} images), got {self.val_size!r}; fix the override."
             )
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        order = torch.randperm(
+            len(images), generator=torch.Generator().manual_seed(self.split_seed)
+        )
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         if self.batch_size > len(train_index):
             raise UserError(
@@ -424,7 +438,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             )
         self._splits["train"] = (images[train_index], labels[train_index])
         self._splits["val"] = (images[val_index], labels[val_index])
-        self._splits["test"] = load_split(self.data_dir, "test", verify_checksums=self.verify_checksums)
+        self._splits["test"] = load_split(
+            self.data_dir, "test", verify_checksums=self.verify_checksums
+        )
         self.mean, self.std = pixel_stats(self._splits["train"][0])
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -455,4 +471,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         return (x - self.mean) / self.std, y
 
     def state_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "val_size": self.val_size, "split_seed": self.split_seed}
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "val_size": self.val_size,
+            "split_seed": self.split_seed,
+        }

@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
 
 
 def confusion_matrix_figure(
@@ -30,8 +30,15 @@ def confusion_matrix_figure(
     ax.set_title(f"{title} (accuracy {accuracy:.2%})")
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     return fig
 
@@ -50,7 +57,9 @@ def prediction_grid_figure(
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, label, pred in zip(axes.flat, images, labels.tolist(), predictions.tolist()):
+    for ax, image, label, pred in zip(
+        axes.flat, images, labels.tolist(), predictions.tolist(), strict=False
+    ):
         ax.imshow(image.detach().float().cpu().squeeze(0).numpy(), cmap="gray")
         wrong = label != pred
         ax.set_title(

@@ -131,7 +131,7 @@ class LitClassifier(pl.LightningModule):
         metrics.reset()
         acc = values[f"{stage}/acc"]
         self.log(f"{stage}/acc", acc, prog_bar=True)
-        for name, value in zip(self.class_names, values[f"{stage}/acc_class"]):
+        for name, value in zip(self.class_names, values[f"{stage}/acc_class"], strict=True):
             self.log(f"{stage}/acc_class/{tag_safe(name)}", value)
         self.confusion[stage] = values[f"{stage}/confmat"].cpu()
         return acc
@@ -174,9 +174,14 @@ class LitClassifier(pl.LightningModule):
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})
         steps = int(self.trainer.estimated_stepping_batches)
-        length = {k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None}
+        length = {
+            k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None
+        }
         scheduler = self.scheduler_factory(optimizer=optimizer, **length)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fashion_lab_config"] = self.config

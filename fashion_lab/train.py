@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
 from fashion_lab.callbacks import RunRecorder
-from fashion_lab.config import CONFIG_DIR
+from fashion_lab.config import CONFIG_DIR, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
 from fashion_lab.hardware import resolve_devices
@@ -33,6 +34,9 @@ from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
 
 log = logging.getLogger(__name__)
+
+# Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing for a user to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 MODULE_OPTIONS = ("channels_last", "compile")
 """Keys of `cfg.model` that configure how the network runs, not what it is."""
@@ -66,7 +70,7 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
         label_smoothing=cfg.module.label_smoothing,
         channels_last=cfg.model.get("channels_last", False),
         num_prediction_samples=cfg.module.num_prediction_samples,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=to_dict(cfg),
     )
 
 
@@ -75,7 +79,7 @@ def _instantiate_all(group: Mapping | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
-    """The Trainer from `cfg.trainer`, `cfg.callbacks` and `cfg.logger` (the one place that builds it).
+    """The Trainer from `cfg.trainer`, `cfg.callbacks`, `cfg.logger`: the one place that builds it.
 
     Raises:
         UserError: a GPU was asked for and none (or too few) are present.
@@ -89,7 +93,9 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
     try:
         return pl.Trainer(**options, callbacks=all_callbacks, logger=loggers or False)
     except TypeError as e:
-        raise UserError(f"The trainer config has an option Lightning does not know ({e}); remove it.") from None
+        raise UserError(
+            f"The trainer config has an option Lightning does not know ({e}); remove it."
+        ) from None
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -112,12 +118,21 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: Mapping[str, floa
     """Write the run's hyperparameters with its final metrics to TensorBoard's HPARAMS tab."""
     from torch.utils.tensorboard.summary import hparams
 
-    keys = ("model", "optimizer", "scheduler", "data.batch_size", "data.augment", "data.val_size",
-            "module", "trainer.max_epochs", "trainer.precision", "seed")
-    container = OmegaConf.to_container(cfg, resolve=True)
+    keys = (
+        "model",
+        "optimizer",
+        "scheduler",
+        "data.batch_size",
+        "data.augment",
+        "data.val_size",
+        "module",
+        "trainer.max_epochs",
+        "trainer.precision",
+        "seed",
+    )
     params = {
         k: v
-        for k, v in flatten(container).items()
+        for k, v in flatten(to_dict(cfg)).items()
         if k.startswith(keys) and not k.endswith(("_target_", "_partial_"))
     }
     params["trainer.precision"] = str(trainer.precision)
@@ -159,6 +174,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     recorder = RunRecorder()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     try:
         if cfg.seed is not None:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -167,8 +184,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["parameters"] = count_parameters(net)
         module = build_module(cfg, net)
         trainer = build_trainer(cfg, [recorder])
-        results.update(device=str(trainer.strategy.root_device), precision=str(trainer.precision),
-                       batch_size=cfg.data.batch_size)
+        results.update(
+            device=str(trainer.strategy.root_device),
+            precision=str(trainer.precision),
+            batch_size=cfg.data.batch_size,
+        )
         metrics: dict[str, float] = {}
         if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -177,8 +197,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             results["best_checkpoint"] = best or None
         if cfg.test:
-            ckpt = ("best" if results.get("best_checkpoint") else None) if cfg.train else cfg.ckpt_path
-            for tested in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False):
+            ckpt = (
+                ("best" if results.get("best_checkpoint") else None) if cfg.train else cfg.ckpt_path
+            )
+            for tested in trainer.test(
+                module, datamodule=datamodule, ckpt_path=ckpt, verbose=False
+            ):
                 metrics.update(_float_metrics(tested))
         results.update(
             val_acc=metrics.get("val/acc"),
@@ -187,14 +211,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test_acc=metrics.get("test/acc"),
             test_loss=metrics.get("test/loss"),
             test_acc_per_class={
-                k.rsplit("/", 1)[-1]: v for k, v in metrics.items() if k.startswith("test/acc_class/")
+                k.rsplit("/", 1)[-1]: v
+                for k, v in metrics.items()
+                if k.startswith("test/acc_class/")
             },
         )
-        log_hparams(trainer, cfg, {k: metrics[k] for k in ("val/acc_best", "test/acc") if k in metrics})
+        log_hparams(
+            trainer, cfg, {k: metrics[k] for k in ("val/acc_best", "test/acc") if k in metrics}
+        )
         results["status"] = "completed"
         return results
     except BaseException as e:
-        results.update(status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__)
+        results.update(
+            status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__
+        )
         raise
     finally:
         results.update(
@@ -214,8 +244,12 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
     if results.get("test_acc") is not None:
         parts.append(f"test/acc {results['test_acc']:.4f}")
     if results.get("val_acc_best") is not None:
-        parts.append(f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})")
-    parts.append(f"in {results['wall_time_s']:.0f} s ({results['train_images_per_s']:.0f} train img/s)")
+        parts.append(
+            f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})"
+        )
+    parts.append(
+        f"in {results['wall_time_s']:.0f} s ({results['train_images_per_s']:.0f} train img/s)"
+    )
     parts.append(f"| outputs: {results['output_dir']} | tensorboard --logdir {cfg.paths.log_dir}")
     return " ".join(parts)
 

@@ -102,15 +102,18 @@ class DilatedNet(nn.Module):
             for d in stage:
                 if kernel_span(d) > size:
                     raise UserError(
-                        f"Dilation {d} makes the 3x3 kernel span {kernel_span(d)} pixels, more than "
-                        f"the {size}x{size} feature map of stage {index + 1}; use dilations "
-                        f"<= {(size - 1) // (KERNEL - 1)} there."
+                        f"Dilation {d} makes the 3x3 kernel span {kernel_span(d)} pixels, "
+                        f"more than the {size}x{size} feature map of stage {index + 1}; "
+                        f"use dilations <= {(size - 1) // (KERNEL - 1)} there."
                     )
                 layers.append(ConvBNReLU(channels, cout, dilation=d, residual=residual))
                 channels = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(channels, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Model registry: `@register_model` functions, `list_models(pattern)`, `create_model(name, **kw)`."""
+"""Model registry: `@register_model`, `list_models(pattern)`, `create_model(name, **kw)`."""
 
 from __future__ import annotations
 

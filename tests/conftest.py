@@ -1,0 +1,104 @@
+"""Shared fixtures: tiny synthetic Fashion-MNIST-shaped IDX files, written by the tests."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("FASHION_LAB_REAL_DATA", "/usr/share/datasets/fashion-mnist"))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The uncompressed IDX encoding of a uint8 array."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> str:
+    """Write a gzipped IDX file; return the MD5 of its uncompressed bytes."""
+    raw = idx_bytes(array)
+    path.write_bytes(gzip.compress(raw))
+    return hashlib.md5(raw).hexdigest()
+
+
+def synthetic_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable images: class k lights a 6x6 block at a class-specific place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 2 + (k // 5) * 12, 1 + (k % 5) * 5
+        images[i, r : r + 6, c : c + 6] = 220
+    return images, labels
+
+
+def write_dataset(directory: Path, n_train: int = 640, n_test: int = 200) -> dict[str, str]:
+    """Write the four files; return {file name: MD5 of its content}."""
+    directory.mkdir(parents=True, exist_ok=True)
+    checksums = {}
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = synthetic_split(n, seed)
+        checksums[f"{prefix}-images-idx3-ubyte.gz"] = write_idx(
+            directory / f"{prefix}-images-idx3-ubyte.gz", images
+        )
+        checksums[f"{prefix}-labels-idx1-ubyte.gz"] = write_idx(
+            directory / f"{prefix}-labels-idx1-ubyte.gz", labels
+        )
+    return checksums
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    directory = tmp_path / "fashion-mnist"
+    write_dataset(directory)
+    return directory
+
+
+def tiny_overrides(data_dir: Path, log_dir: Path) -> list[str]:
+    """Overrides that train on the synthetic files in seconds."""
+    return [
+        f"data.root={data_dir}",
+        "data.system_dir=null",
+        "data.download=false",
+        "data.verify_checksums=false",
+        "data.val_size=128",
+        "data.batch_size=64",
+        "data.eval_batch_size=256",
+        f"paths.log_dir={log_dir}",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.log_every_n_steps=1",
+        "module.num_prediction_samples=8",
+    ]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m fashion_lab ARGS` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "fashion_lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+requires_real_data = pytest.mark.skipif(
+    not all(
+        (REAL_DATA / f"{p}-{k}.gz").is_file()
+        for p in ("train", "t10k")
+        for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    ),
+    reason=f"the real dataset is not in {REAL_DATA} (apt-get install dataset-fashion-mnist)",
+)

@@ -1,0 +1,103 @@
+"""Every option of every config group composes, and builds the objects it describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from fashion_lab.config import CONFIG_DIR, short_name
+from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
+
+GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def compose_run(overrides: list[str], tmp_path: Path):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"conf/{group} is empty"
+    assert {"adam", "adamw", "sgd"} <= set(options("optimizer"))
+    assert {"none", "cosine", "onecycle"} <= set(options("scheduler"))
+    assert {"default", "cpu", "gpu"} <= set(options("trainer"))
+    assert {"tensorboard", "csv"} <= set(options("logger"))
+    assert {"cnn", "dilated_v1", "dilated_v2"} <= set(options("model"))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [f"{group}={option}" for group in GROUPS for option in options(group)]
+    + [f"experiment={option}" for option in options("experiment")],
+)
+def test_each_option_composes(override, tmp_path):
+    cfg = compose_run([override], tmp_path)
+    group, option = override.split("=")
+    if group == "model":
+        assert cfg.model.name == option
+        assert build_model(cfg) is not None
+    if group in ("optimizer", "scheduler"):
+        assert build_module(cfg, build_model(cfg)) is not None
+    if group in ("data", "paths"):
+        assert build_datamodule(cfg).batch_size > 0
+
+
+@pytest.mark.parametrize("trainer", [o for o in options("trainer") if o != "gpu"])
+@pytest.mark.parametrize("logger", options("logger"))
+def test_trainer_logger_and_callbacks_build(trainer, logger, tmp_path):
+    cfg = compose_run([f"trainer={trainer}", f"logger={logger}"], tmp_path)
+    built = build_trainer(cfg)
+    assert isinstance(built, pl.Trainer)
+    assert built.max_epochs == cfg.trainer.max_epochs
+    assert any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in built.callbacks)
+    assert len(built.loggers) == 1
+
+
+def test_several_loggers_at_once(tmp_path):
+    cfg = compose_run(["logger=[tensorboard,csv]"], tmp_path)
+    assert len(build_trainer(cfg).loggers) == 2
+
+
+def test_seed_zero_is_kept_and_used(tmp_path):
+    cfg = compose_run(["seed=0"], tmp_path)
+    assert cfg.seed == 0
+    assert build_datamodule(cfg).shuffle_seed == 0
+
+
+def test_optimizers_and_schedulers_are_partial(tmp_path):
+    for group in ("optimizer", "scheduler"):
+        for option in options(group):
+            cfg = compose_run([f"{group}={option}"], tmp_path)
+            if cfg.get(group):
+                assert cfg[group]._partial_ is True
+
+
+def test_outputs_come_from_hydra_and_the_process_stays_put(tmp_path):
+    cfg = compose_run([], tmp_path)
+    assert cfg.hydra.job.chdir is False
+    raw = (CONFIG_DIR / "paths" / "default.yaml").read_text()
+    assert "output_dir: ${hydra:runtime.output_dir}" in raw
+
+
+def test_sweep_directory_names_stay_short_and_unique():
+    long_a = ",".join(f"key{i}=value{i}" for i in range(40))
+    long_b = long_a + ",x=1"
+    assert short_name("model=cnn,seed=0") == "model=cnn,seed=0"
+    assert short_name("") == "default"
+    assert "/" not in short_name("data.root=/a/b")
+    assert len(short_name(long_a)) == 80
+    assert short_name(long_a) != short_name(long_b)

@@ -1,0 +1,63 @@
+"""`trainer.gpus` translation, the no-GPU error and the precision choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fashion_lab import hardware
+from fashion_lab.errors import UserError
+from fashion_lab.hardware import NO_GPU, resolve_devices
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend the machine has `n` CUDA GPUs."""
+
+    def set_count(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+
+    return set_count
+
+
+def test_gpus_becomes_accelerator_and_devices(gpus):
+    gpus(2)
+    out = resolve_devices({"gpus": 1, "accelerator": "auto", "devices": "auto", "precision": None})
+    assert (out["accelerator"], out["devices"], out["precision"]) == ("gpu", 1, "bf16-mixed")
+    assert "gpus" not in out
+    assert resolve_devices({"gpus": -1})["devices"] == 2
+    assert resolve_devices({"gpus": 0})["accelerator"] == "cpu"
+    assert resolve_devices({"gpus": 1})["benchmark"] is True
+
+
+def test_no_gpu_is_one_sentence_that_says_what_to_do(gpus):
+    gpus(0)
+    with pytest.raises(UserError) as error:
+        resolve_devices({"gpus": 1})
+    assert str(error.value) == NO_GPU
+    assert "trainer.gpus=0" in NO_GPU
+    with pytest.raises(UserError, match="No CUDA GPU"):
+        resolve_devices({"accelerator": "gpu"})
+
+
+def test_more_gpus_than_present(gpus):
+    gpus(2)
+    with pytest.raises(UserError, match=r"set trainer\.gpus=2 or fewer"):
+        resolve_devices({"gpus": 3})
+
+
+@pytest.mark.parametrize("value", [1.5, "two", True, -2])
+def test_gpus_must_be_a_count(value):
+    with pytest.raises(UserError, match="whole number of GPUs"):
+        resolve_devices({"gpus": value})
+
+
+def test_cpu_precision_follows_the_hardware(gpus, monkeypatch):
+    gpus(0)
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_devices({"precision": None})["precision"] == "32-true"
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_devices({"precision": None})["precision"] == "bf16-mixed"
+    assert resolve_devices({"precision": "64-true"})["precision"] == "64-true"

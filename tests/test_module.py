@@ -1,0 +1,71 @@
+"""The LightningModule: loss, metrics, schedules, divergence."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from fashion_lab.models import create_model
+from fashion_lab.module import DivergenceError, LitClassifier, tag_safe
+
+
+def _module(**kwargs) -> LitClassifier:
+    optimizer = functools.partial(torch.optim.SGD, lr=0.1)
+    return LitClassifier(create_model("cnn"), optimizer, **kwargs)
+
+
+def test_label_smoothing_changes_the_loss():
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    torch.manual_seed(0)
+    plain = _module()
+    smooth = _module(label_smoothing=0.2)
+    smooth.load_state_dict(plain.state_dict())
+    plain.eval(), smooth.eval()
+    loss_plain = plain._loss_and_predictions((x, y))[0]
+    loss_smooth = smooth._loss_and_predictions((x, y))[0]
+    assert not torch.isclose(loss_plain, loss_smooth)
+
+
+def test_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    a = _module().eval()
+    b = _module(channels_last=True).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
+
+
+def test_non_finite_loss_stops_training_with_a_hint():
+    module = _module()
+    x = torch.full((4, 1, 28, 28), float("nan"))
+    with pytest.raises(DivergenceError, match=r"loss became nan at step 0 .*optimizer.lr"):
+        module.training_step((x, torch.zeros(4, dtype=torch.long)), 0)
+
+
+@pytest.mark.parametrize(
+    ("target", "keyword"),
+    [
+        (torch.optim.lr_scheduler.OneCycleLR, "total_steps"),
+        (torch.optim.lr_scheduler.CosineAnnealingLR, "T_max"),
+    ],
+)
+def test_schedule_length_is_the_number_of_optimizer_steps(target, keyword):
+    extra = {"max_lr": 0.1} if keyword == "total_steps" else {}
+    scheduler = functools.partial(target, **{keyword: None}, **extra)
+    module = _module(scheduler=scheduler)
+
+    class FakeTrainer:
+        estimated_stepping_batches = 123
+
+    module.trainer = FakeTrainer()
+    config = module.configure_optimizers()
+    built = config["lr_scheduler"]["scheduler"]
+    assert getattr(built, keyword) == 123
+    assert config["lr_scheduler"]["interval"] == "step"
+
+
+def test_tag_safe_class_names():
+    assert tag_safe("T-shirt/top") == "T-shirt_top"
+    assert tag_safe("Ankle boot") == "Ankle_boot"

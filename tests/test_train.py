@@ -1,0 +1,130 @@
+"""`python -m fashion_lab` end to end, as a user runs it, on tiny synthetic data (and real data)."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REAL_DATA, requires_real_data, run_cli, tiny_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def _run_dirs(log_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in log_dir.rglob("results.json"))
+
+
+def _tensorboard(run_dir: Path) -> EventAccumulator:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return events
+
+
+def test_single_run_leaves_everything_a_user_needs(tiny_data, tmp_path):
+    log_dir = tmp_path / "outputs"
+    done = run_cli(*tiny_overrides(tiny_data, log_dir), "seed=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run_dir] = _run_dirs(log_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed"
+    assert results["model"] == "cnn" and results["parameters"] == 225_034
+    assert results["seed"] == 0 and results["epochs"] == 2
+    assert results["test_acc"] > 0.5, "the synthetic classes are learnable"
+    assert 0 < results["val_acc_best"] <= 1 and results["train_images_per_s"] > 0
+    assert len(results["history"]) == 2 and len(results["test_acc_per_class"]) == 10
+    for name in (
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        ".hydra/config.yaml",
+        "config.yaml",
+        "train.log",
+        "val_confusion_matrix.png",
+        "test_confusion_matrix.png",
+        "test_predictions.png",
+    ):
+        assert (run_dir / name).is_file(), name
+    checkpoint = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)
+    assert checkpoint["fashion_lab_config"]["model"]["name"] == "cnn"
+
+    events = _tensorboard(run_dir)
+    scalars = set(events.Tags()["scalars"])
+    assert {
+        "train/loss_step",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/acc_best",
+        "test/loss",
+        "test/acc",
+    } <= scalars
+    assert any(tag.startswith("lr-") for tag in scalars)
+    assert {"val/confusion_matrix", "test/confusion_matrix", "test/predictions"} <= set(
+        events.Tags()["images"]
+    )
+    hparams = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"val/acc_best" in hparams["_hparams_/experiment"]
+    assert b"test/acc" in hparams["_hparams_/experiment"]
+    assert "test/acc" in done.stderr and "tensorboard --logdir" in done.stderr
+
+
+def test_multirun_leaves_one_directory_per_model(tiny_data, tmp_path):
+    log_dir = tmp_path / "outputs"
+    done = run_cli(
+        "-m",
+        "model=cnn,dilated_v1,dilated_v2",
+        *tiny_overrides(tiny_data, log_dir),
+        "trainer.max_epochs=1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _run_dirs(log_dir)
+    assert len(runs) == 3
+    models = sorted(json.loads((d / "results.json").read_text())["model"] for d in runs)
+    assert models == ["cnn", "dilated_v1", "dilated_v2"]
+    assert all(d.parent == runs[0].parent for d in runs), "one sweep directory"
+    assert all(list((d / "tensorboard").glob("events.out.tfevents.*")) for d in runs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpus_without_a_gpu_is_one_sentence_and_a_non_zero_exit(tiny_data, tmp_path):
+    done = run_cli("model=dilated_v2", "trainer.gpus=1", *tiny_overrides(tiny_data, tmp_path))
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: No CUDA GPU was found on this machine; run on the CPU with trainer.gpus=0 "
+        "(or trainer=cpu), or install a CUDA build of PyTorch on a machine with a GPU."
+    )
+    [run_dir] = _run_dirs(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed" and "No CUDA GPU" in results["error"]
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    done = run_cli("model=nope", f"paths.log_dir={tmp_path}")
+    assert done.returncode != 0
+    assert "Could not find 'model/nope'" in done.stderr
+    assert "dilated_v2" in done.stderr
+
+
+def test_console_script_is_declared():
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("fashion-lab") == "fashion_lab.train:main"
+
+
+@requires_real_data
+def test_cnn_reaches_85_percent_after_one_epoch_on_real_data(tmp_path):
+    done = run_cli(
+        f"data.root={tmp_path / 'empty'}",
+        f"data.system_dir={REAL_DATA}",
+        "data.download=false",
+        f"paths.log_dir={tmp_path}",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run_dir] = _run_dirs(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test_acc"] >= 0.85, results["test_acc"]
