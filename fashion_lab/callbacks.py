@@ -67,3 +67,15 @@ class RunRecorder(pl.Callback):
         self.train_seconds = state_dict["train_seconds"]
         self.train_images = state_dict["train_images"]
         self.history = list(state_dict["history"])
+
+
+class EpochSeeder(pl.Callback):
+    """Reseeds torch at each epoch start, so an epoch's randomness (dropout, augmentation)
+    depends only on (seed, epoch): a run resumed from a checkpoint replays the same epochs.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.manual_seed(self.seed * 100_003 + trainer.current_epoch)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from fashion_lab.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "conf"
@@ -25,9 +28,22 @@ def short_name(text: str, limit: int = 80) -> str:
     return f"{safe[: limit - 9]}_{hashlib.md5(safe.encode()).hexdigest()[:8]}"
 
 
+def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> str:
+    """The run directory: the resumed run's own when training from one of its checkpoints."""
+    from fashion_lab.checkpoints import run_dir_of
+
+    resumed = run_dir_of(ckpt_path, log_dir) if train else None
+    return str(resumed or new_dir)
+
+
 def register_resolvers() -> None:
-    """Make `${fashion_lab.root:}` and `${fashion_lab.short:TEXT}` available (idempotent)."""
-    for name, function in (("fashion_lab.root", repo_root), ("fashion_lab.short", short_name)):
+    """Make the `fashion_lab.*` resolvers available to the configs (idempotent)."""
+    resolvers = {
+        "fashion_lab.root": repo_root,
+        "fashion_lab.short": short_name,
+        "fashion_lab.run_dir": run_dir,
+    }
+    for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
 
@@ -42,3 +58,96 @@ def to_dict(cfg: DictConfig) -> dict[str, Any]:
         for key, value in cfg.items()
         if key != "hydra"
     }
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group (its YAML files)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _first_of_sweep(override: str) -> str:
+    """`k=a,b,c` -> `k=a`, so that one job of a sweep can be composed as a check."""
+    key, _, value = override.partition("=")
+    if "," in value and not any(c in value for c in "[]()"):
+        value = value.split(",", 1)[0]
+    return f"{key}={value}"
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Reject `group=option` overrides naming options that do not exist, listing the valid ones.
+
+    Raises:
+        UserError: an unknown option.
+    """
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.startswith(("+", "~")) or "/" in key or not (CONFIG_DIR / key).is_dir():
+            continue
+        if any(c in value for c in "()[]"):
+            continue
+        for option in value.split(","):
+            if option != "null" and option not in group_options(key):
+                raise UserError(
+                    f"Unknown {key} {option!r}; choose one of: {', '.join(group_options(key))}."
+                )
+
+
+def check_composes(overrides: list[str]) -> None:
+    """Compose the config once with Hydra's compose API, turning its errors into one sentence.
+
+    Raises:
+        UserError: an unknown key, a malformed override, or a value of the wrong type.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    job = [_first_of_sweep(o) for o in overrides if not _key(o).startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            compose("config", overrides=job)
+    except (HydraException, OmegaConfBaseException) as e:
+        text = str(e)
+        unknown = re.search(r"Could not override '([^']+)'", text)
+        if unknown and "To append to your config" in text:
+            key = unknown.group(1)
+            raise UserError(
+                f"Unknown config key {key}; check its spelling (`python -m fashion_lab --cfg job` "
+                f"prints every key), or write +{key}=... to add a new one."
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        raise UserError(f"Invalid override ({first}); fix it and run again.") from None
+
+
+def prepare_overrides(overrides: list[str]) -> list[str]:
+    """Check a command line's overrides before Hydra runs them; complete a resume's.
+
+    Training from a run's checkpoint (`ckpt_path=<run dir>`, a checkpoint inside one, or
+    `last`) re-applies that run's own overrides, so the same model and recipe continue;
+    overrides given now win.
+
+    Raises:
+        UserError: an unknown group option or key, or a checkpoint that is not one.
+    """
+    from fashion_lab.checkpoints import resolve_checkpoint, run_dir_of
+
+    args = [o for o in overrides if not o.startswith("-")]
+    check_group_choices(args)
+    given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
+    sweeping = any(o in ("-m", "--multirun") for o in overrides)
+    if "ckpt_path" in given and not sweeping:
+        log_dir = given.get("paths.log_dir", str(REPO_ROOT / "outputs"))
+        resolve_checkpoint(given["ckpt_path"], log_dir)
+        run = run_dir_of(given["ckpt_path"], log_dir)
+        saved = run / ".hydra" / "overrides.yaml" if run else None
+        if saved and saved.is_file() and given.get("train", "true").lower() != "false":
+            earlier = [o for o in OmegaConf.load(saved) if _key(o) not in given]
+            overrides = earlier + list(overrides)
+            args = earlier + args
+    if not any(o.startswith(("--", "-c", "-i", "-p", "-h")) for o in overrides):
+        check_composes(args)
+    return overrides

@@ -80,6 +80,7 @@ class LitClassifier(pl.LightningModule):
         self.val_metrics = eval_metrics.clone(prefix="val/")
         self.test_metrics = eval_metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints: a resumed run keeps its best
         self.confusion: dict[str, torch.Tensor] = {}
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 

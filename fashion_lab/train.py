@@ -20,13 +20,15 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
-from fashion_lab.callbacks import RunRecorder
-from fashion_lab.config import CONFIG_DIR, to_dict
+from fashion_lab.callbacks import EpochSeeder, RunRecorder
+from fashion_lab.checkpoints import AtomicCheckpointIO, resolve_checkpoint
+from fashion_lab.config import CONFIG_DIR, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
 from fashion_lab.hardware import resolve_devices
@@ -45,9 +47,27 @@ failed_jobs: list[tuple[str, str]] = []
 """(run directory, reason) of every job of this process that failed."""
 
 
+def instantiate(node: Any, **kwargs) -> Any:
+    """`hydra.utils.instantiate`, with a user's mistake surfacing as the UserError it is.
+
+    Raises:
+        UserError: the object refused its options (bad type or value, unknown argument).
+    """
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        target = node.get("_target_", "?") if hasattr(node, "get") else "?"
+        raise UserError(
+            f"Cannot build {target} ({cause}); fix its options in the config."
+        ) from None
+
+
 def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
     """The DataModule described by `cfg.data`."""
-    return hydra.utils.instantiate(cfg.data, _convert_="all")
+    return instantiate(cfg.data, _convert_="all")
 
 
 def build_model(cfg: DictConfig) -> nn.Module:
@@ -60,12 +80,17 @@ def build_model(cfg: DictConfig) -> nn.Module:
 
 def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     """The LightningModule around `net`, with the configured optimizer and scheduler."""
-    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    lr = cfg.optimizer.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        raise UserError(
+            f"optimizer.lr must be a positive number, got {lr!r}; e.g. optimizer.lr=0.001."
+        )
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
         net = torch.compile(net)
     return LitClassifier(
         net,
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         label_smoothing=cfg.module.label_smoothing,
         channels_last=cfg.model.get("channels_last", False),
@@ -75,7 +100,7 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
 
 
 def _instantiate_all(group: Mapping | None) -> list[Any]:
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
+    return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
 
 
 def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
@@ -91,7 +116,12 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
         all_callbacks = [c for c in all_callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
     loggers = _instantiate_all(cfg.get("logger"))
     try:
-        return pl.Trainer(**options, callbacks=all_callbacks, logger=loggers or False)
+        return pl.Trainer(
+            **options,
+            callbacks=all_callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
     except TypeError as e:
         raise UserError(
             f"The trainer config has an option Lightning does not know ({e}); remove it."
@@ -174,16 +204,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     recorder = RunRecorder()
+    resume = resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir)
+    if (output_dir / "results.json").exists() and resume is None:
+        raise UserError(
+            f"{output_dir} already holds a run's results; run again (a new directory is made "
+            "each second) or set hydra.run.dir to a new directory."
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
+    callbacks: list[pl.Callback] = [recorder]
     try:
         if cfg.seed is not None:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            callbacks.append(EpochSeeder(cfg.seed))
         datamodule = build_datamodule(cfg)
         net = build_model(cfg)
         results["parameters"] = count_parameters(net)
         module = build_module(cfg, net)
-        trainer = build_trainer(cfg, [recorder])
+        trainer = build_trainer(cfg, callbacks)
         results.update(
             device=str(trainer.strategy.root_device),
             precision=str(trainer.precision),
@@ -191,18 +229,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         metrics: dict[str, float] = {}
         if cfg.train:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             metrics.update(_float_metrics(trainer.callback_metrics))
             results["epochs"] = trainer.current_epoch
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             results["best_checkpoint"] = best or None
         if cfg.test:
-            ckpt = (
-                ("best" if results.get("best_checkpoint") else None) if cfg.train else cfg.ckpt_path
+            best = "best" if results.get("best_checkpoint") else None
+            tested_all = trainer.test(
+                module,
+                datamodule=datamodule,
+                ckpt_path=best if cfg.train else resume,
+                verbose=False,
+                weights_only=True,
             )
-            for tested in trainer.test(
-                module, datamodule=datamodule, ckpt_path=ckpt, verbose=False
-            ):
+            for tested in tested_all:
                 metrics.update(_float_metrics(tested))
         results.update(
             val_acc=metrics.get("val/acc"),
@@ -278,6 +319,11 @@ def run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Entry point of `python -m fashion_lab` and `fashion-lab`: exits non-zero if a job failed."""
+    try:
+        sys.argv = [sys.argv[0], *prepare_overrides(sys.argv[1:])]
+    except UserError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
     run()
     if failed_jobs:
         print(f"{len(failed_jobs)} job(s) failed:", file=sys.stderr)

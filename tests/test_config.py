@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from conftest import compose_run
 
 from fashion_lab.config import CONFIG_DIR, short_name
 from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
@@ -18,15 +14,6 @@ GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callb
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def compose_run(overrides: list[str], tmp_path: Path):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-    return cfg
 
 
 def test_every_group_has_options():

@@ -102,13 +102,6 @@ def test_gpus_without_a_gpu_is_one_sentence_and_a_non_zero_exit(tiny_data, tmp_p
     assert results["status"] == "failed" and "No CUDA GPU" in results["error"]
 
 
-def test_unknown_model_lists_the_choices(tmp_path):
-    done = run_cli("model=nope", f"paths.log_dir={tmp_path}")
-    assert done.returncode != 0
-    assert "Could not find 'model/nope'" in done.stderr
-    assert "dilated_v2" in done.stderr
-
-
 def test_console_script_is_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"

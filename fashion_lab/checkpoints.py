@@ -1,0 +1,117 @@
+"""Checkpoints: atomic saving, safe loading, and finding the one a user means by `ckpt_path`."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from fashion_lab.errors import UserError
+
+LAST = "checkpoints/last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place.
+
+    A kill during saving leaves the previous checkpoint intact (Lightning's own transaction
+    stages the file in the system temp directory, whose move is a copy across filesystems).
+    Loading uses `torch.load(weights_only=True)`: no code can run from a checkpoint.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None):
+        return load_checkpoint(path, map_location=map_location or "cpu")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a Lightning checkpoint with `weights_only=True`.
+
+    Raises:
+        UserError: the file is missing or is not a fashion_lab/Lightning checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"The checkpoint {path} does not exist; check ckpt_path.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
+        raise UserError(
+            f"{path} is not a readable checkpoint ({str(e).splitlines()[0]}); point ckpt_path at "
+            "a .ckpt file written by fashion_lab, or at a run directory."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(
+            f"{path} is not a Lightning checkpoint (no state_dict); point ckpt_path at a .ckpt "
+            "file written by fashion_lab, or at a run directory."
+        )
+    return checkpoint
+
+
+def latest_run(log_dir: str | os.PathLike) -> Path | None:
+    """The most recent single-run directory under `log_dir/runs` that has a last checkpoint."""
+    runs = sorted(Path(log_dir, "runs").glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent.parent if runs else None
+
+
+def run_dir_of(ckpt_path: str | None, log_dir: str | os.PathLike) -> Path | None:
+    """The run directory that `ckpt_path` resumes into, or None for a new run.
+
+    `ckpt_path` may be `last` (the latest run under `log_dir`), a run directory, or a
+    checkpoint file inside a run's `checkpoints/` folder.
+    """
+    if ckpt_path in (None, "", "None"):
+        return None
+    if ckpt_path == "last":
+        return latest_run(log_dir)
+    path = Path(ckpt_path).expanduser().resolve()
+    if path.is_dir():
+        return path if (path / ".hydra").is_dir() else None
+    if path.parent.name == "checkpoints" and (path.parent.parent / ".hydra").is_dir():
+        return path.parent.parent
+    return None
+
+
+def resolve_checkpoint(ckpt_path: str | None, log_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint file `ckpt_path` names (see `run_dir_of`), checked to be one.
+
+    Raises:
+        UserError: nothing to resume, a missing file, or a file that is not a checkpoint.
+    """
+    if ckpt_path in (None, "", "None"):
+        return None
+    if ckpt_path == "last":
+        run = latest_run(log_dir)
+        if run is None:
+            raise UserError(
+                f"ckpt_path=last found no run with a last checkpoint under "
+                f"{Path(log_dir) / 'runs'}; start a new run, or point ckpt_path at a checkpoint "
+                "file or run directory."
+            )
+        path = run / LAST
+    else:
+        path = Path(ckpt_path).expanduser().resolve()
+        if path.is_dir():
+            path = path / LAST
+    load_checkpoint(path)
+    return path

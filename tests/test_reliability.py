@@ -1,0 +1,193 @@
+"""Reliability: kill and resume, determinism, validated configs, divergence, safe checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, compose_run, run_cli, tiny_overrides, write_dataset
+
+from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
+from fashion_lab.errors import UserError
+from fashion_lab.train import train
+
+METRICS = ("val_acc", "val_acc_best", "val_loss", "test_acc", "test_loss")
+
+
+def _results(log_dir: Path) -> dict:
+    [path] = log_dir.rglob("results.json")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture
+def slow_enough_data(tmp_path) -> Path:
+    """Enough synthetic images that an epoch takes about a second, so a kill lands mid-run."""
+    directory = tmp_path / "data"
+    write_dataset(directory, n_train=4000, n_test=500)
+    return directory
+
+
+def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_path):
+    recipe = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4", "seed=0"]
+    recipe += ["trainer.deterministic=true"]
+    whole = run_cli(*recipe, f"paths.log_dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    log_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_lab", *recipe, f"paths.log_dir={log_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(log_dir.glob("runs/*/checkpoints/last.ckpt")):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [run_dir] = log_dir.glob("runs/*")
+    assert not (run_dir / "results.json").exists()
+    killed_after = load_checkpoint(run_dir / "checkpoints/last.ckpt")["epoch"]
+    assert killed_after < 3
+
+    resumed = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={log_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list(log_dir.glob("runs/*")) == [run_dir], "resumed in the same directory"
+    after, before = _results(log_dir), _results(tmp_path / "whole")
+    assert after["status"] == "completed" and after["epochs"] == 4
+    assert {k: after[k] for k in METRICS} == {k: before[k] for k in METRICS}
+    assert [h["val/acc"] for h in after["history"]] == [h["val/acc"] for h in before["history"]]
+
+
+def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        done = run_cli(*tiny_overrides(tiny_data, tmp_path / name), "seed=0")
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(_results(tmp_path / name))
+    assert {k: runs[0][k] for k in METRICS} == {k: runs[1][k] for k in METRICS}
+
+
+# ---- one sentence for every bad input ---------------------------------------------------------
+
+CLI_ERRORS = [
+    (["model=nope"], "Unknown model 'nope'; choose one of: cnn, dilated_v1, dilated_v2."),
+    (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
+    (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
+    (["trainer.foo=1"], "Unknown config key trainer.foo"),
+    (["model=dilated_v2", "model.dilations=[14]"], "span 29 pixels, more than the 28x28"),
+    (["optimizer.lr=0"], "optimizer.lr must be a positive number, got 0"),
+    (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
+]
+
+
+@pytest.mark.parametrize(("args", "sentence"), CLI_ERRORS, ids=[" ".join(a) for a, _ in CLI_ERRORS])
+def test_bad_input_on_the_command_line(args, sentence, tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and sentence in last
+    assert last.endswith(".")
+
+
+IN_PROCESS_ERRORS = [
+    (["model=dilated_v2", "model.dilations=[]"], "model.dilations must be a non-empty list"),
+    (["model=dilated_v2", "model.dilations=[0,1]"], "positive integers"),
+    (["model=dilated_v2", "model.dilations=[-2]"], "positive integers"),
+    (["model=dilated_v2", "model.dilations=[1.5]"], "positive integers"),
+    (["model=cnn", "model.name=resnet_xxl"], "Unknown model 'resnet_xxl'"),
+    (["optimizer.lr=-1"], "optimizer.lr must be a positive number"),
+    (["data.batch_size=0"], "data.batch_size must be a positive integer"),
+    (["data.batch_size=100000"], "larger than the training split"),
+    (["data.val_size=640"], "data.val_size must be an integer between 1 and 639"),
+    (["trainer.gpus=3"], "No CUDA GPU was found"),
+    (["+trainer.no_such_option=1"], "option Lightning does not know"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), IN_PROCESS_ERRORS, ids=[" ".join(a) for a, _ in IN_PROCESS_ERRORS]
+)
+def test_bad_configs_fail_with_one_sentence(args, message, tiny_data, tmp_path):
+    if "gpus" in args[0] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = compose_run([*tiny_overrides(tiny_data, tmp_path), *args], tmp_path)
+    with pytest.raises(UserError, match=message) as error:
+        train(cfg)
+    assert "\n" not in str(error.value)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and message.split(" ")[0] in results["error"]
+
+
+def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "notes.ckpt"
+    bogus.write_text("not a checkpoint")
+    with pytest.raises(UserError, match="is not a readable checkpoint"):
+        resolve_checkpoint(str(bogus), tmp_path)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="not a Lightning checkpoint"):
+        resolve_checkpoint(str(tmp_path / "plain.pt"), tmp_path)
+    with pytest.raises(UserError, match="ckpt_path=last found no run"):
+        resolve_checkpoint("last", tmp_path)
+
+
+def test_diverging_run_stops_with_the_step_and_a_hint(tiny_data, tmp_path):
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path), "optimizer=sgd", "optimizer.lr=1e30", "scheduler=none"
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "Training diverged: the loss became" in last and "at step" in last
+    assert "optimizer.lr" in last
+    results = _results(tmp_path)
+    assert results["status"] == "failed" and results["error_type"] == "DivergenceError"
+
+
+def test_a_new_run_never_overwrites_finished_results(tiny_data, tmp_path):
+    cfg = compose_run(tiny_overrides(tiny_data, tmp_path), tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text('{"status": "completed", "test_acc": 0.9}')
+    with pytest.raises(UserError, match="already holds a run's results"):
+        train(cfg)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test_acc"] == 0.9
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+
+def test_checkpoint_saving_is_atomic(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 1}, path)
+
+    def killed_midway(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "epoch": 2}, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(path.parent) == ["last.ckpt"]
+
+
+def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [path] = tmp_path.rglob("last.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["fashion_lab_config"]["model"]["name"] == "cnn"
+    assert any(k.startswith("net.") for k in checkpoint["state_dict"])
