@@ -57,8 +57,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
         raise UserError(
-            f"{path} is not a readable checkpoint ({str(e).splitlines()[0]}); point ckpt_path at "
-            "a .ckpt file written by fashion_lab, or at a run directory."
+            f"{path} is not a checkpoint that loads safely ({type(e).__name__}); point ckpt_path "
+            "at a .ckpt file written by fashion_lab, or at a run directory."
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(

@@ -77,7 +77,22 @@ def read_idx(path: str | os.PathLike, *, ndim: int, md5: str | None = None) -> t
     Raises:
         DataError: the file is missing, unreadable, truncated, not IDX, or has the wrong MD5.
     """
-    path = Path(path)
+    tensor, digest = _read_idx(Path(path), ndim)
+    if md5 is not None:
+        _check_md5(Path(path), digest, md5)
+    return tensor
+
+
+def _check_md5(path: Path, digest: str, md5: str) -> None:
+    if digest != md5:
+        raise DataError(
+            f"{path} has the wrong checksum (MD5 of its content {digest}, expected {md5}); "
+            f"{_remedy(path)}."
+        )
+
+
+def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, str]:
+    """The file's tensor, structure checked, and the MD5 of its uncompressed bytes."""
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
@@ -89,11 +104,6 @@ def read_idx(path: str | os.PathLike, *, ndim: int, md5: str | None = None) -> t
         ) from None
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is damaged ({e}); {_remedy(path)}.") from None
-    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
-        raise DataError(
-            f"{path} has the wrong checksum (MD5 of its content {digest}, expected {md5}); "
-            f"{_remedy(path)}."
-        )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
         raise DataError(
             f"{path} is not a {ndim}-dimensional uint8 IDX file (magic number "
@@ -108,7 +118,8 @@ def read_idx(path: str | os.PathLike, *, ndim: int, md5: str | None = None) -> t
             f"{path} holds {len(raw) - header} bytes of data but its header declares "
             f"{'x'.join(map(str, dims))}; {_remedy(path)}."
         )
-    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+    tensor = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+    return tensor, hashlib.md5(raw).hexdigest()
 
 
 def load_split(
@@ -119,8 +130,8 @@ def load_split(
     prefix = SPLIT_PREFIX[split]
     image_file = directory / f"{prefix}-images-idx3-ubyte.gz"
     label_file = directory / f"{prefix}-labels-idx1-ubyte.gz"
-    images = read_idx(image_file, ndim=3, md5=FILES[image_file.name] if verify_checksums else None)
-    labels = read_idx(label_file, ndim=1, md5=FILES[label_file.name] if verify_checksums else None)
+    images, image_md5 = _read_idx(image_file, 3)
+    labels, label_md5 = _read_idx(label_file, 1)
     if images.shape[1:] != (28, 28):
         raise DataError(
             f"{image_file} holds {images.shape[1]}x{images.shape[2]} images, not 28x28; "
@@ -131,6 +142,9 @@ def load_split(
             f"{image_file} holds {len(images)} images but {label_file} holds {len(labels)} "
             f"labels; {_remedy(image_file)}."
         )
+    if verify_checksums:
+        _check_md5(image_file, image_md5, FILES[image_file.name])
+        _check_md5(label_file, label_md5, FILES[label_file.name])
     if len(labels) and int(labels.max()) >= len(CLASS_NAMES):
         raise DataError(f"{label_file} holds labels above 9; {_remedy(label_file)}.")
     return images.unsqueeze(1), labels.long()
@@ -208,12 +222,13 @@ def locate(
         DataError: the files are in neither place and cannot be downloaded.
     """
     root = Path(root)
-    for directory in (root, Path(system_dir) if system_dir else None):
-        if directory is not None and _complete(directory):
+    places = [root, *([Path(system_dir)] if system_dir else [])]
+    for directory in places:
+        if _complete(directory):
             return directory
     if not allow_download:
         raise DataError(
-            f"Fashion-MNIST is not in {root} or {system_dir} and data.download is false; "
+            f"Fashion-MNIST is not in {' or '.join(map(str, places))} and data.download is false; "
             f"run with data.download=true when online, or install it with `{INSTALL_HINT}`."
         )
     download(root, mirrors)

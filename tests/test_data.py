@@ -298,3 +298,16 @@ def test_real_files_pass_checksums_and_match_published_statistics():
     test_images, test_labels = load_split(REAL_DATA, "test")
     assert len(test_images) == 10000
     assert torch.bincount(test_labels).tolist() == [1000] * 10
+
+
+def test_structure_errors_are_named_before_the_checksum(tmp_path, monkeypatch):
+    """A wrong magic number or count is reported as such, not as a bare checksum mismatch."""
+    monkeypatch.setattr(data, "FILES", write_dataset(tmp_path))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+    with pytest.raises(DataError, match=r"640 images but .* holds 5 labels"):
+        load_split(tmp_path, "train", verify_checksums=True)
+    raw = bytearray(idx_bytes(np.zeros((2, 28, 28), np.uint8)))
+    raw[2] = 0x0D
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match="magic number 00000d03"):
+        load_split(tmp_path, "test", verify_checksums=True)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Run fashion_lab with bad inputs a user can give; print each command's exit code and the last
+# line it printed, as a Markdown table.   bash experiments/errors/bad_inputs.sh
+set -u
+cd "$(dirname "$0")/../.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+quick="paths.log_dir=$work/outputs trainer.max_epochs=1 trainer.enable_progress_bar=false"
+
+# damaged copies of the real files, for the data checks
+real=/usr/share/datasets/fashion-mnist
+damaged() {  # damaged NAME HOW -> a data.root holding the four files, one of them damaged
+  local dir="$work/$1"; mkdir -p "$dir"; cp "$real"/*.gz "$dir"/
+  case "$2" in
+    truncate) head -c 1000000 "$real/train-images-idx3-ubyte.gz" > "$dir/train-images-idx3-ubyte.gz" ;;
+    magic) python3 - "$real/train-images-idx3-ubyte.gz" "$dir/train-images-idx3-ubyte.gz" <<'PY'
+import gzip, sys
+raw = bytearray(gzip.open(sys.argv[1]).read()); raw[2] = 0x0D
+open(sys.argv[2], "wb").write(gzip.compress(bytes(raw)))
+PY
+    ;;
+    md5) python3 - "$real/train-labels-idx1-ubyte.gz" "$dir/train-labels-idx1-ubyte.gz" <<'PY'
+import gzip, sys
+raw = bytearray(gzip.open(sys.argv[1]).read()); raw[100] = (raw[100] + 1) % 10
+open(sys.argv[2], "wb").write(gzip.compress(bytes(raw)))
+PY
+    ;;
+    count) python3 - "$real/t10k-labels-idx1-ubyte.gz" "$dir/t10k-labels-idx1-ubyte.gz" <<'PY'
+import gzip, struct, sys
+raw = gzip.open(sys.argv[1]).read()
+open(sys.argv[2], "wb").write(gzip.compress(raw[:4] + struct.pack(">I", 9000) + raw[8:9008]))
+PY
+    ;;
+  esac
+  echo "$dir"
+}
+printf 'not a checkpoint\n' > "$work/notes.ckpt"
+
+cases=(
+  "model=nope"
+  "optimizer=adamx"
+  "scheduler=step"
+  "trainer.max_epoch=3"
+  "model=dilated_v2 model.dilations=[]"
+  "model=dilated_v2 model.dilations=[0,1]"
+  "model=dilated_v2 model.dilations=[1.5,2]"
+  "model=dilated_v2 model.dilations=[1,2,4,16]"
+  "optimizer.lr=0"
+  "optimizer.lr=-0.1"
+  "data.batch_size=0"
+  "data.batch_size=60000"
+  "data.val_size=60000"
+  "trainer.gpus=1"
+  "trainer.gpus=4"
+  "ckpt_path=/no/such/run"
+  "ckpt_path=$work/notes.ckpt"
+  "ckpt_path=last paths.log_dir=$work/empty"
+  "data.root=$work/none data.system_dir=null data.download=false"
+  "data.root=$(damaged md5 md5) data.system_dir=null"
+  "data.root=$(damaged trunc truncate) data.system_dir=null"
+  "data.root=$(damaged magic magic) data.system_dir=null"
+  "data.root=$(damaged count count) data.system_dir=null"
+  "optimizer=sgd optimizer.lr=1e30 scheduler=none"
+)
+echo "| overrides | exit | what it printed last |"
+echo "| --- | --- | --- |"
+for args in "${cases[@]}"; do
+  # shellcheck disable=SC2086
+  out=$(python -m fashion_lab $args $quick 2>&1)
+  code=$?
+  shown=${args//$work/\$TMP}
+  last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)
+  echo "| \`$shown\` | $code | ${last//$work/\$TMP} |"
+done
