@@ -13,10 +13,14 @@ def _scalar(value) -> float | None:
 
 
 class RunRecorder(pl.Callback):
-    """Training time and images/s (training batches only, no validation), and per-epoch metrics."""
+    """Training time and images/s (training batches only, no validation), and per-epoch metrics.
+
+    Each history entry also holds `epoch_s`, the epoch's wall time with its validation.
+    """
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
+        self.train_seconds_per_epoch: list[float] = []
         self.train_images = 0
         self.history: list[dict[str, float | int | None]] = []
         self._epoch_start = 0.0
@@ -37,12 +41,16 @@ class RunRecorder(pl.Callback):
         self.train_images += len(batch[1])
         if batch_idx == trainer.num_training_batches - 1:
             self._sync(pl_module)
-            self.train_seconds += time.perf_counter() - self._epoch_start
+            seconds = time.perf_counter() - self._epoch_start
+            self.train_seconds += seconds
+            self.train_seconds_per_epoch.append(seconds)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
+        self._sync(pl_module)
+        epoch_s = round(time.perf_counter() - self._epoch_start, 3)
         self.history.append(
-            {"epoch": trainer.current_epoch}
+            {"epoch": trainer.current_epoch, "epoch_s": epoch_s}
             | {
                 key: _scalar(metrics.get(key))
                 for key in ("val/acc", "val/loss", "train/loss_epoch")

@@ -1,0 +1,252 @@
+"""Speed of the framework against a hand-written PyTorch loop (and the Keras peer), in one run.
+
+    python -m fashion_lab.benchmark [--epochs 3] [--keras-python PATH] [overrides...]
+
+Overrides are the training command's (model=..., data.batch_size=..., trainer.precision=...,
+trainer=cpu|gpu). Both paths train the same network on the same data, batch size, device,
+precision and memory format; each epoch trains on the training split and evaluates the
+validation split. Epoch 1 is warm-up: the figures are over epochs 2..N. Prints a readable table
+and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from fashion_lab.callbacks import RunRecorder
+from fashion_lab.config import REPO_ROOT
+from fashion_lab.data import FashionMNISTDataModule
+from fashion_lab.errors import UserError
+from fashion_lab.hardware import resolve_devices
+from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
+
+KERAS_PEER = REPO_ROOT.parent / "shared" / "peers" / "keras_seed_cnn.py"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The training config for these overrides, as `python -m fashion_lab` would compose it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from fashion_lab.config import CONFIG_DIR, check_group_choices
+
+    check_group_choices(overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def steady(values: list[float]) -> list[float]:
+    """Drop the warm-up epoch when there are others."""
+    return values[1:] or values
+
+
+def framework_path(cfg: DictConfig) -> dict[str, Any]:
+    """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, build_model(cfg))
+    recorder = RunRecorder()
+    trainer = build_trainer(cfg, [recorder])
+    trainer.fit(module, datamodule=datamodule)
+    epochs = [h["epoch_s"] for h in recorder.history]
+    per_epoch_images = len(datamodule.train_dataloader()) * datamodule.batch_size
+    train_s = recorder.train_seconds_per_epoch
+    return {
+        "images_per_s": round(per_epoch_images * len(steady(train_s)) / sum(steady(train_s))),
+        "epoch_s": round(statistics.median(steady(epochs)), 2),
+        "epoch_s_all": epochs,
+        "val_acc": round(float(trainer.callback_metrics["val/acc"]), 4),
+        "device": str(trainer.strategy.root_device),
+        "precision": str(trainer.precision),
+    }
+
+
+def hand_loop(cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int) -> dict[str, Any]:
+    """The same training as a minimal loop: index, normalize, forward, backward, step."""
+    options = resolve_devices(dict(cfg.trainer))
+    device = torch.device("cuda" if options["accelerator"] == "gpu" else "cpu")
+    precision = str(options["precision"])
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16 if "bf16" in precision else torch.float16)
+        if "mixed" in precision
+        else nullcontext()
+    )
+    torch.manual_seed(cfg.seed or 0)
+    net = build_model(cfg).to(device)
+    channels_last = cfg.model.get("channels_last", False)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_module(cfg, net).optimizer_factory(params=net.parameters())
+    x_train, y_train = (t.to(device) for t in datamodule.split("train"))
+    x_val, y_val = (t.to(device) for t in datamodule.split("val"))
+    mean, std, batch = datamodule.mean, datamodule.std, datamodule.batch_size
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() / 255 - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    train_s, epoch_s, steps = [], [], len(x_train) // batch
+    for _ in range(epochs):
+        sync()
+        start = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x_train), device=device)
+        for i in range(steps):
+            index = order[i * batch : (i + 1) * batch]
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(
+                    net(prepare(x_train[index])), y_train[index]
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync()
+        train_s.append(time.perf_counter() - start)
+        net.eval()
+        correct = 0
+        with torch.no_grad(), autocast:
+            for i in range(0, len(x_val), datamodule.eval_batch_size):
+                logits = net(prepare(x_val[i : i + datamodule.eval_batch_size]))
+                correct += int(
+                    (logits.argmax(1) == y_val[i : i + datamodule.eval_batch_size]).sum()
+                )
+        sync()
+        epoch_s.append(time.perf_counter() - start)
+    return {
+        "images_per_s": round(steps * batch * len(steady(train_s)) / sum(steady(train_s))),
+        "epoch_s": round(statistics.median(steady(epoch_s)), 2),
+        "epoch_s_all": [round(t, 3) for t in epoch_s],
+        "val_acc": round(correct / len(x_val), 4),
+    }
+
+
+def keras_peer(python: str, data_dir: Path, epochs: int, batch_size: int) -> dict[str, Any]:
+    """Run ../shared/peers/keras_seed_cnn.py under another interpreter; its JSON line."""
+    if not KERAS_PEER.is_file():
+        raise UserError(f"The Keras peer {KERAS_PEER} is missing; drop --keras-python.")
+    command = [
+        python,
+        str(KERAS_PEER),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--data-dir",
+        str(data_dir),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        raise UserError(
+            f"The Keras peer failed under {python} ({detail.strip().splitlines()[-1]}); install "
+            "it as ../shared/peers/keras_seed_cnn.py says, or drop --keras-python."
+        ) from None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    steady_epochs = steady(result["epoch_s"])
+    result["epoch_s_steady"] = round(statistics.median(steady_epochs), 2)
+    return result
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = [("path", "train img/s", "epoch s", "val/test acc")]
+    for name in ("framework", "hand_loop", "keras"):
+        if name in report:
+            r = report[name]
+            acc = r.get("val_acc", (r.get("test_acc") or [None])[-1])
+            epoch = r.get("epoch_s_steady", r.get("epoch_s"))
+            rows.append((name, f"{r['images_per_s']:,}", f"{epoch}", f"{acc}"))
+    width = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)) for row in rows]
+    lines.append(f"framework / hand loop (images/s): {report['framework_vs_hand_loop']:.3f}")
+    if "keras" in report:
+        lines.append(f"framework / Keras epoch time: {report['epoch_time_vs_keras']:.3f}")
+        lines.append(f"framework / Keras images/s: {report['framework_vs_keras']:.3f}")
+    lines.append(
+        f"peak RSS: framework {report['peak_rss_mb']['framework']:.0f} MB, "
+        f"whole process {report['peak_rss_mb']['process']:.0f} MB"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m fashion_lab.benchmark", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per path (first: warm-up)")
+    parser.add_argument("--keras-python", help="interpreter with tensorflow-cpu for the peer")
+    parser.add_argument("overrides", nargs="*", help="training config overrides")
+    args = parser.parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            overrides = [
+                f"trainer.max_epochs={args.epochs}",
+                f"paths.log_dir={tmp}",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                *args.overrides,
+            ]
+            cfg = compose_config(overrides, Path(tmp) / "run")
+            framework = framework_path(cfg)
+            framework_rss = peak_rss_mb()
+            datamodule = build_datamodule(cfg)
+            datamodule.setup()
+            loop = hand_loop(cfg, datamodule, args.epochs)
+        report: dict[str, Any] = {
+            "model": cfg.model.name,
+            "batch_size": cfg.data.batch_size,
+            "epochs": args.epochs,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "framework": framework,
+            "hand_loop": loop,
+            "framework_vs_hand_loop": round(framework["images_per_s"] / loop["images_per_s"], 3),
+            "peak_rss_mb": {"framework": round(framework_rss), "process": round(peak_rss_mb())},
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        if torch.cuda.is_available():
+            report["gpu"] = torch.cuda.get_device_name()
+            report["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        if args.keras_python:
+            keras = keras_peer(
+                args.keras_python, datamodule.data_dir, args.epochs, cfg.data.batch_size
+            )
+            report["keras"] = keras
+            report["epoch_time_vs_keras"] = round(framework["epoch_s"] / keras["epoch_s_steady"], 3)
+            report["framework_vs_keras"] = round(
+                framework["images_per_s"] / keras["images_per_s"], 3
+            )
+    except UserError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(table(report))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

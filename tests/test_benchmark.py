@@ -1,0 +1,63 @@
+"""The benchmark command: both paths measured in one run, ratios and the Keras peer's figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_overrides
+
+from fashion_lab import benchmark
+
+
+def _report(capsys, argv: list[str]) -> tuple[str, dict]:
+    benchmark.main(argv)
+    out = capsys.readouterr().out.strip().splitlines()
+    return "\n".join(out[:-1]), json.loads(out[-1])
+
+
+def test_benchmark_measures_framework_and_hand_loop(tiny_data, tmp_path, capsys):
+    text, report = _report(capsys, ["--epochs", "2", *tiny_overrides(tiny_data, tmp_path)])
+    for path in ("framework", "hand_loop"):
+        assert report[path]["images_per_s"] > 0
+        assert len(report[path]["epoch_s_all"]) == 2
+        assert 0 <= report[path]["val_acc"] <= 1
+    ratio = report["framework"]["images_per_s"] / report["hand_loop"]["images_per_s"]
+    assert report["framework_vs_hand_loop"] == pytest.approx(ratio, abs=1e-3)
+    assert report["peak_rss_mb"]["process"] >= report["peak_rss_mb"]["framework"] > 0
+    assert "framework / hand loop" in text and "keras" not in report
+
+
+def test_benchmark_runs_the_keras_peer_under_another_interpreter(tiny_data, tmp_path, capsys):
+    if not benchmark.KERAS_PEER.is_file():
+        pytest.skip("../shared/peers/keras_seed_cnn.py is not beside this checkout")
+    fake = tmp_path / "python"
+    line = {
+        "peer": "keras-seed-cnn",
+        "epoch_s": [9.0, 4.0, 2.0],
+        "images_per_s": 1000,
+        "test_acc": [0.8, 0.85, 0.86],
+    }
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(line)}'\n")
+    fake.chmod(0o755)
+    argv = ["--epochs", "2", "--keras-python", str(fake), *tiny_overrides(tiny_data, tmp_path)]
+    text, report = _report(capsys, argv)
+    assert report["keras"]["epoch_s_steady"] == 3.0
+    assert report["epoch_time_vs_keras"] == pytest.approx(
+        report["framework"]["epoch_s"] / 3.0, abs=1e-3
+    )
+    assert "framework / Keras epoch time" in text
+
+
+def test_benchmark_reports_a_broken_peer_in_one_sentence(tiny_data, tmp_path, capsys):
+    argv = [
+        "--epochs",
+        "1",
+        "--keras-python",
+        str(tmp_path / "missing-python"),
+        *tiny_overrides(tiny_data, tmp_path),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("Error: ")
