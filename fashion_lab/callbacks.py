@@ -51,10 +51,7 @@ class RunRecorder(pl.Callback):
         epoch_s = round(time.perf_counter() - self._epoch_start, 3)
         self.history.append(
             {"epoch": trainer.current_epoch, "epoch_s": epoch_s}
-            | {
-                key: _scalar(metrics.get(key))
-                for key in ("val/acc", "val/loss", "train/loss_epoch")
-            }
+            | {key: _scalar(metrics.get(key)) for key in ("val/acc", "val/loss")}
         )
 
     @property

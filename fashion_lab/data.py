@@ -154,7 +154,10 @@ def _complete(directory: Path) -> bool:
     try:
         return all((directory / name).is_file() for name in FILES)
     except PermissionError:
-        return False
+        raise DataError(
+            f"The data directory {directory} cannot be read (permission denied); fix its "
+            "permissions, or point data.root at another directory."
+        ) from None
 
 
 def _check_url(url: str) -> None:
@@ -189,7 +192,13 @@ def download(root: str | os.PathLike, mirrors: Sequence[str], *, timeout: float 
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + name
             _check_url(url)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=root)
+            try:
+                fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=root)
+            except OSError as e:
+                raise DataError(
+                    f"Cannot write to the data directory {root} ({e.strerror}); make it writable "
+                    "or set data.root to a writable directory."
+                ) from None
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:

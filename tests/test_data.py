@@ -311,3 +311,21 @@ def test_structure_errors_are_named_before_the_checksum(tmp_path, monkeypatch):
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataError, match="magic number 00000d03"):
         load_split(tmp_path, "test", verify_checksums=True)
+
+
+def test_unreadable_data_directory_is_named(tmp_path, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(DataError, match=r"cannot be read \(permission denied\)"):
+        locate(tmp_path, system_dir=None, allow_download=False)
+
+
+def test_unwritable_data_directory_is_named(tmp_path, monkeypatch, served):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data.tempfile, "mkstemp", refuse)
+    with pytest.raises(DataError, match="Cannot write to the data directory"):
+        download(tmp_path / "root", [served()])

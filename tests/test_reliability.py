@@ -191,3 +191,27 @@ def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["fashion_lab_config"]["model"]["name"] == "cnn"
     assert any(k.startswith("net.") for k in checkpoint["state_dict"])
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from fashion_lab.module import DivergenceError, LitClassifier
+
+    healthy = LitClassifier._loss_and_predictions
+
+    def nan_from_epoch_1(self, batch):
+        loss, preds, y = healthy(self, batch)
+        if self.training and self.current_epoch >= 1:
+            loss = loss * float("nan")
+        return loss, preds, y
+
+    monkeypatch.setattr(LitClassifier, "_loss_and_predictions", nan_from_epoch_1)
+    cfg = compose_run([*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3"], tmp_path)
+    with pytest.raises(DivergenceError, match="epoch 1"):
+        train(cfg)
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 0, "the checkpoint of the last healthy epoch is kept"
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and "diverged" in results["error"]

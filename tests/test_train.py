@@ -52,6 +52,7 @@ def test_single_run_leaves_everything_a_user_needs(tiny_data, tmp_path):
     scalars = set(events.Tags()["scalars"])
     assert {
         "train/loss_step",
+        "train/loss",
         "train/acc",
         "val/loss",
         "val/acc",
