@@ -60,6 +60,10 @@ def to_dict(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+SWEEP_FUNCTION = re.compile(r"\s*(choice|range|interval|glob|tag|shuffle|sort)\(")
+"""Hydra's sweep syntax: such an override is a search space, checked by the sweeper itself."""
+
+
 def group_options(group: str) -> list[str]:
     """The option names of a config group (its YAML files)."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
@@ -106,7 +110,11 @@ def check_composes(overrides: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    job = [_first_of_sweep(o) for o in overrides if not _key(o).startswith("hydra")]
+    job = [
+        _first_of_sweep(o)
+        for o in overrides
+        if not _key(o).startswith("hydra") and not SWEEP_FUNCTION.match(o.partition("=")[2])
+    ]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             compose("config", overrides=job)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -45,6 +46,8 @@ MODULE_OPTIONS = ("channels_last", "compile")
 
 failed_jobs: list[tuple[str, str]] = []
 """(run directory, reason) of every job of this process that failed."""
+finished_jobs: dict[str, list[str]] = {"completed": [], "skipped": []}
+"""Run directories of this process's sweep jobs that completed now, or earlier (skipped)."""
 
 
 def instantiate(node: Any, **kwargs) -> Any:
@@ -192,6 +195,34 @@ def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's results.json, or None when it has none (or only a broken one)."""
+    try:
+        return json.loads((run_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _sweeping() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _sweep_job_restart(output_dir: Path) -> Path | None:
+    """How a sweep job re-run in its old directory restarts.
+
+    A job that was killed in flight (no results.json) continues from its last checkpoint; a
+    job that failed starts again from scratch, its old checkpoints removed.
+    """
+    if not _sweeping():
+        return None
+    last = output_dir / "checkpoints" / "last.ckpt"
+    previous = read_results(output_dir)
+    if previous is not None and previous.get("status") == "failed":
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        return None
+    return last if last.is_file() else None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one configuration; write results.json whether it completes or fails."""
     started = time.perf_counter()
@@ -204,8 +235,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     recorder = RunRecorder()
-    resume = resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir)
-    if (output_dir / "results.json").exists() and resume is None:
+    resume = resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir) or _sweep_job_restart(output_dir)
+    if (output_dir / "results.json").exists() and resume is None and not _sweeping():
         raise UserError(
             f"{output_dir} already holds a run's results; run again (a new directory is made "
             "each second) or set hydra.run.dir to a new directory."
@@ -298,7 +329,12 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def run(cfg: DictConfig) -> float | None:
     """Hydra's task function: returns val/acc_best (for sweepers), records failures."""
-    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
+    sweeping = _sweeping()
+    previous = read_results(Path(cfg.paths.output_dir))
+    if sweeping and previous is not None and previous.get("status") == "completed":
+        log.info(f"Skipping {cfg.paths.output_dir}: completed by an earlier run of this sweep.")
+        finished_jobs["skipped"].append(cfg.paths.output_dir)
+        return previous.get("val_acc_best")
     try:
         results = train(cfg)
     except UserError as e:
@@ -314,6 +350,8 @@ def run(cfg: DictConfig) -> float | None:
         failed_jobs.append((cfg.paths.output_dir, f"{type(e).__name__}: {e}"))
         return None
     log.info(_summary(results, cfg))
+    if sweeping:
+        finished_jobs["completed"].append(cfg.paths.output_dir)
     return results.get("val_acc_best")
 
 
@@ -325,6 +363,12 @@ def main() -> None:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     run()
+    if finished_jobs["skipped"] or (failed_jobs and finished_jobs["completed"]):
+        print(
+            f"Sweep: {len(finished_jobs['completed'])} completed, {len(failed_jobs)} failed, "
+            f"{len(finished_jobs['skipped'])} skipped (completed earlier).",
+            file=sys.stderr,
+        )
     if failed_jobs:
         print(f"{len(failed_jobs)} job(s) failed:", file=sys.stderr)
         for directory, reason in failed_jobs:

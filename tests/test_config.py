@@ -29,7 +29,8 @@ def test_every_group_has_options():
 @pytest.mark.parametrize(
     "override",
     [f"{group}={option}" for group in GROUPS for option in options(group)]
-    + [f"experiment={option}" for option in options("experiment")],
+    + [f"experiment={option}" for option in options("experiment")]
+    + [f"hparams_search={option}" for option in options("hparams_search")],
 )
 def test_each_option_composes(override, tmp_path):
     cfg = compose_run([override], tmp_path)

@@ -1,0 +1,134 @@
+"""Sweeps: presets, failures recorded without stopping, re-runs that skip finished jobs, compare."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, tiny_overrides
+
+from fashion_lab.compare import compare, group_runs, leaderboard, load_runs
+from fashion_lab.errors import UserError
+
+
+def _jobs(sweep_dir: Path) -> dict[str, dict]:
+    return {
+        json.loads(p.read_text())["model"]: json.loads(p.read_text())
+        for p in sweep_dir.glob("*/results.json")
+    }
+
+
+def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        "model=cnn,dilated_v2",
+        "++model.dilations=[1,2]",
+        "model.channels_last=false",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    first = run_cli(*args)
+    assert first.returncode == 1, "a sweep with a failed job exits non-zero"
+    jobs = _jobs(sweep_dir)
+    assert jobs["dilated_v2"]["status"] == "completed"
+    assert jobs["cnn"]["status"] == "failed"
+    assert "has no option 'dilations'" in jobs["cnn"]["error"]
+    assert "1 job(s) failed" in first.stderr and "has no option 'dilations'" in first.stderr
+
+    second = run_cli(*args)
+    assert second.returncode == 1
+    assert "Sweep: 0 completed, 1 failed, 1 skipped (completed earlier)." in second.stderr
+    assert _jobs(sweep_dir)["dilated_v2"] == jobs["dilated_v2"], "finished results untouched"
+
+    table = compare([sweep_dir])
+    assert "model=dilated_v2" in table and "model=cnn" in table
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "val_acc_per_epoch.png",
+        "test_acc_vs_parameters.png",
+    ):
+        assert (sweep_dir / name).is_file()
+
+
+def _fake_run(root: Path, name: str, model: str, seed: int, test_acc: float | None, **extra):
+    run = root / name
+    run.mkdir(parents=True)
+    results = {
+        "status": "completed",
+        "model": model,
+        "seed": seed,
+        "test_acc": test_acc,
+        "val_acc_best": None if test_acc is None else test_acc + 0.01,
+        "parameters": 1000,
+        "train_time_s": 10.0,
+        "train_images_per_s": 500.0,
+        "overrides": [f"model={model}", f"seed={seed}"],
+        "history": [{"epoch": 0, "val/acc": 0.5}, {"epoch": 1, "val/acc": test_acc}],
+    }
+    results.update(extra)
+    (run / "results.json").write_text(json.dumps(results))
+
+
+def test_leaderboard_groups_over_seeds_with_mean_and_std(tmp_path):
+    for seed, acc in enumerate((0.90, 0.92)):
+        _fake_run(tmp_path, f"a{seed}", "cnn", seed, acc)
+    for seed, acc in enumerate((0.94, 0.96)):
+        _fake_run(tmp_path, f"b{seed}", "dilated_v2", seed, acc)
+    _fake_run(tmp_path, "c", "dilated_v2", 2, None, status="failed")
+    groups = group_runs(load_runs([tmp_path]))
+    assert set(groups) == {"model=cnn", "model=dilated_v2"}
+    rows = leaderboard(groups)
+    assert [r["group"] for r in rows] == ["model=dilated_v2", "model=cnn"]
+    assert rows[0]["test_acc"] == "95.00 ± 1.41" and rows[0]["failed"] == "1"
+    assert rows[1]["test_acc"] == "91.00 ± 1.41" and rows[1]["runs"] == "2"
+    table = compare([tmp_path], tmp_path / "report")
+    assert table.splitlines()[2].startswith("| model=dilated_v2 | 3 | 1 | 95.00 ± 1.41")
+    with open(tmp_path / "report" / "leaderboard.csv") as f:
+        assert [r["group"] for r in csv.DictReader(f)] == ["model=dilated_v2", "model=cnn"]
+
+
+def test_groups_by_whatever_varies(tmp_path):
+    for lr in ("0.1", "0.01"):
+        for seed in (0, 1):
+            _fake_run(
+                tmp_path,
+                f"{lr}-{seed}",
+                "cnn",
+                seed,
+                0.9,
+                overrides=["model=cnn", f"optimizer.lr={lr}", f"seed={seed}"],
+            )
+    assert set(group_runs(load_runs([tmp_path]))) == {"optimizer.lr=0.1", "optimizer.lr=0.01"}
+
+
+def test_compare_without_runs_is_one_sentence(tmp_path):
+    with pytest.raises(UserError, match=r"No results\.json under"):
+        load_runs([tmp_path])
+
+
+def test_optuna_search_survives_a_failing_trial_and_names_the_best(tiny_data, tmp_path):
+    sweep_dir = tmp_path / "search"
+    done = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=8",
+        "model.width=8",
+        'model.dilations=choice("[1,2]","[30]")',
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    runs = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
+    assert len(runs) == 8
+    failed = [r for r in runs if r["status"] == "failed"]
+    assert failed and all("more than the 28x28 feature map" in r["error"] for r in failed)
+    assert done.returncode == 1, "failed trials are reported in the exit code"
+    best = (sweep_dir / "optimization_results.yaml").read_text()
+    assert "best_params:" in best and "model.dilations: '[1,2]'" in best
+    completed = [r["val_acc_best"] for r in runs if r["status"] == "completed"]
+    assert f"best_value: {max(completed)}" in best
