@@ -32,12 +32,13 @@ def fastest_precision(accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
-def resolve_devices(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
+def resolve_devices(trainer_cfg: dict[str, Any], job_index: int | None = None) -> dict[str, Any]:
     """Turn a trainer config into Lightning Trainer arguments.
 
     `gpus` (removed in Lightning 2) becomes accelerator/devices; a GPU request on a machine
     without one, or for more GPUs than are visible, is a UserError; a null precision
-    becomes the fastest one for the device.
+    becomes the fastest one for the device. Sweep job `job_index` that asks for one GPU
+    while several are visible gets GPU `job_index mod n`, so parallel jobs spread out.
     """
     cfg = dict(trainer_cfg)
     gpus = cfg.pop("gpus", None)
@@ -67,6 +68,8 @@ def resolve_devices(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
     if accelerator == "cuda":
         accelerator = "gpu"
     cfg["accelerator"] = accelerator
+    if accelerator == "gpu" and job_index is not None and available > 1 and cfg.get("devices") == 1:
+        cfg["devices"] = [job_index % available]
     if cfg.get("precision") is None:
         cfg["precision"] = fastest_precision(accelerator)
     if cfg.get("benchmark") is None:

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
+from fashion_lab import sweep
 from fashion_lab.callbacks import EpochSeeder, RunRecorder
 from fashion_lab.checkpoints import AtomicCheckpointIO, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, prepare_overrides, to_dict
@@ -43,11 +44,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 MODULE_OPTIONS = ("channels_last", "compile")
 """Keys of `cfg.model` that configure how the network runs, not what it is."""
-
-failed_jobs: list[tuple[str, str]] = []
-"""(run directory, reason) of every job of this process that failed."""
-finished_jobs: dict[str, list[str]] = {"completed": [], "skipped": []}
-"""Run directories of this process's sweep jobs that completed now, or earlier (skipped)."""
 
 
 def instantiate(node: Any, **kwargs) -> Any:
@@ -112,7 +108,8 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
     Raises:
         UserError: a GPU was asked for and none (or too few) are present.
     """
-    options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
+    job_index = HydraConfig.get().job.num if _sweeping() else None
+    options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     options.pop("_target_", None)
     all_callbacks = _instantiate_all(cfg.get("callbacks")) + list(callbacks)
     if not options.get("enable_progress_bar", True):
@@ -300,6 +297,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         results.update(
+            finished_at=time.time(),
             wall_time_s=round(time.perf_counter() - started, 2),
             train_time_s=round(recorder.train_seconds, 2),
             train_images_per_s=round(recorder.images_per_second or 0.0, 1),
@@ -333,13 +331,11 @@ def run(cfg: DictConfig) -> float | None:
     previous = read_results(Path(cfg.paths.output_dir))
     if sweeping and previous is not None and previous.get("status") == "completed":
         log.info(f"Skipping {cfg.paths.output_dir}: completed by an earlier run of this sweep.")
-        finished_jobs["skipped"].append(cfg.paths.output_dir)
         return previous.get("val_acc_best")
     try:
         results = train(cfg)
     except UserError as e:
         log.error(f"Error: {e}")
-        failed_jobs.append((cfg.paths.output_dir, str(e)))
         if not sweeping:
             sys.exit(2)
         return None
@@ -347,11 +343,8 @@ def run(cfg: DictConfig) -> float | None:
         if not sweeping:
             raise
         log.error(f"Job failed with {type(e).__name__}: {e}\n{traceback.format_exc()}")
-        failed_jobs.append((cfg.paths.output_dir, f"{type(e).__name__}: {e}"))
         return None
     log.info(_summary(results, cfg))
-    if sweeping:
-        finished_jobs["completed"].append(cfg.paths.output_dir)
     return results.get("val_acc_best")
 
 
@@ -363,14 +356,5 @@ def main() -> None:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     run()
-    if finished_jobs["skipped"] or (failed_jobs and finished_jobs["completed"]):
-        print(
-            f"Sweep: {len(finished_jobs['completed'])} completed, {len(failed_jobs)} failed, "
-            f"{len(finished_jobs['skipped'])} skipped (completed earlier).",
-            file=sys.stderr,
-        )
-    if failed_jobs:
-        print(f"{len(failed_jobs)} job(s) failed:", file=sys.stderr)
-        for directory, reason in failed_jobs:
-            print(f"  {directory}: {reason}", file=sys.stderr)
+    if sweep.failed_jobs:
         sys.exit(1)

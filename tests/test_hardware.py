@@ -61,3 +61,17 @@ def test_cpu_precision_follows_the_hardware(gpus, monkeypatch):
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
     assert resolve_devices({"precision": None})["precision"] == "bf16-mixed"
     assert resolve_devices({"precision": "64-true"})["precision"] == "64-true"
+
+
+def test_parallel_sweep_jobs_spread_over_the_gpus(gpus):
+    gpus(4)
+    assert [resolve_devices({"gpus": 1}, job_index=k)["devices"] for k in range(6)] == [
+        [0],
+        [1],
+        [2],
+        [3],
+        [0],
+        [1],
+    ]
+    assert resolve_devices({"gpus": 2}, job_index=5)["devices"] == 2, "multi-GPU jobs as asked"
+    assert resolve_devices({"gpus": 1})["devices"] == 1, "a single run keeps Lightning's choice"

@@ -37,11 +37,12 @@ def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_
     assert jobs["dilated_v2"]["status"] == "completed"
     assert jobs["cnn"]["status"] == "failed"
     assert "has no option 'dilations'" in jobs["cnn"]["error"]
-    assert "1 job(s) failed" in first.stderr and "has no option 'dilations'" in first.stderr
+    assert "1 completed, 1 failed, 0 skipped" in first.stderr
+    assert "failed: " in first.stderr and "has no option 'dilations'" in first.stderr
 
     second = run_cli(*args)
     assert second.returncode == 1
-    assert "Sweep: 0 completed, 1 failed, 1 skipped (completed earlier)." in second.stderr
+    assert "0 completed, 1 failed, 1 skipped (completed earlier)." in second.stderr
     assert _jobs(sweep_dir)["dilated_v2"] == jobs["dilated_v2"], "finished results untouched"
 
     table = compare([sweep_dir])
@@ -132,3 +133,34 @@ def test_optuna_search_survives_a_failing_trial_and_names_the_best(tiny_data, tm
     assert "best_params:" in best and "model.dilations: '[1,2]'" in best
     completed = [r["val_acc_best"] for r in runs if r["status"] == "completed"]
     assert f"best_value: {max(completed)}" in best
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_launchers_run_every_job_and_report_in_the_launching_process(launcher, tiny_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    done = run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        "model=cnn,dilated_v2",
+        "model.channels_last=false",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = _jobs(sweep_dir)
+    assert {m: j["status"] for m, j in jobs.items()} == {
+        "cnn": "completed",
+        "dilated_v2": "completed",
+    }
+    assert "2 completed, 0 failed, 0 skipped" in done.stderr
+
+
+def test_slurm_launcher_config_documents_its_keys(tmp_path):
+    from conftest import compose_run
+
+    cfg = compose_run(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], tmp_path)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 60, 1)
+    assert launcher.array_parallelism == 16
