@@ -277,7 +277,11 @@ class EpochPermutation:
 
 
 class IndexBatches:
-    """Batches (images uint8, labels int64) gathered by index from in-memory tensors."""
+    """Batches (images uint8, labels int64) gathered by index from in-memory tensors.
+
+    Under distributed training each of `world_size` processes takes every world_size-th
+    index of the same epoch order (training: equal shares, the remainder dropped).
+    """
 
     def __init__(
         self,
@@ -288,21 +292,31 @@ class IndexBatches:
         shuffle: bool,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
-        self.drop_last = drop_last and len(images) >= batch_size
+        self.rank = rank
+        self.world_size = world_size
         # Lightning looks for `sampler.set_epoch` (called each epoch) and a `batch_sampler`.
         self.sampler = EpochPermutation(len(images), shuffle=shuffle, seed=seed)
         self.batch_sampler = None
+        self.drop_last = drop_last and self._local_size() >= batch_size
+
+    def _local_size(self) -> int:
+        n = len(self.images)
+        if self.sampler.shuffle:  # training: every process the same number of steps
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
-        n = len(self.images)
+        n = self._local_size()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.sampler.order()
+        order = self.sampler.order()[self.rank :: self.world_size][: self._local_size()]
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images[index], self.labels[index]
@@ -471,17 +485,33 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         """The uint8 images and labels of `train`, `val` or `test` (after `setup`)."""
         return self._splits[name]
 
+    def _shard(self) -> dict[str, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size}
+
     def train_dataloader(self) -> IndexBatches:
         images, labels = self._splits["train"]
         return IndexBatches(
-            images, labels, self.batch_size, shuffle=True, seed=self.shuffle_seed, drop_last=True
+            images,
+            labels,
+            self.batch_size,
+            shuffle=True,
+            seed=self.shuffle_seed,
+            drop_last=True,
+            **self._shard(),
         )
 
     def val_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self._splits["val"], self.eval_batch_size, shuffle=False)
+        return IndexBatches(
+            *self._splits["val"], self.eval_batch_size, shuffle=False, **self._shard()
+        )
 
     def test_dataloader(self) -> IndexBatches:
-        return IndexBatches(*self._splits["test"], self.eval_batch_size, shuffle=False)
+        return IndexBatches(
+            *self._splits["test"], self.eval_batch_size, shuffle=False, **self._shard()
+        )
 
     def predict_dataloader(self) -> IndexBatches:
         return self.test_dataloader()

@@ -115,20 +115,20 @@ class LitClassifier(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute(), prog_bar=True)
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.log("train/loss", self.train_loss.compute(), prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
         self.train_loss.reset()
         self.train_acc.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._loss_and_predictions(batch)
         self.val_metrics.update(preds, y)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=False, batch_size=len(y))
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._loss_and_predictions(batch)
         self.test_metrics.update(preds, y)
-        self.log("test/loss", loss, on_epoch=True, batch_size=len(y))
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
         if batch_idx == 0:
             k = self.num_prediction_samples
             self.samples = (batch[0][:k].detach().cpu(), y[:k].cpu(), preds[:k].cpu())
@@ -141,9 +141,10 @@ class LitClassifier(pl.LightningModule):
         values = metrics.compute()
         metrics.reset()
         acc = values[f"{stage}/acc"]
-        self.log(f"{stage}/acc", acc, prog_bar=True)
+        # torchmetrics already reduced these over processes; sync_dist keeps Lightning quiet
+        self.log(f"{stage}/acc", acc, prog_bar=True, sync_dist=True)
         for name, value in zip(self.class_names, values[f"{stage}/acc_class"], strict=True):
-            self.log(f"{stage}/acc_class/{tag_safe(name)}", value)
+            self.log(f"{stage}/acc_class/{tag_safe(name)}", value, sync_dist=True)
         self.confusion[stage] = values[f"{stage}/confmat"].cpu()
         return acc
 
@@ -151,7 +152,7 @@ class LitClassifier(pl.LightningModule):
         acc = self._log_eval_metrics(self.val_metrics, "val")
         if not self.trainer.sanity_checking:
             self.val_acc_best(acc)
-            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_metrics(self.test_metrics, "test")

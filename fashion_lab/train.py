@@ -200,6 +200,11 @@ def read_results(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def _is_rank_zero() -> bool:
+    """False in the extra processes that distributed training starts (they write nothing)."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def _sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -239,7 +244,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "each second) or set hydra.run.dir to a new directory."
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
+    if _is_rank_zero():
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
         if cfg.seed is not None:
@@ -306,7 +312,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if recorder.history:
             best_epoch = max(recorder.history, key=lambda h: h.get("val/acc") or -1.0)
             results["best_epoch"] = best_epoch["epoch"]
-        write_results(output_dir, results)
+        if _is_rank_zero():
+            write_results(output_dir, results)
 
 
 def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:

@@ -329,3 +329,19 @@ def test_unwritable_data_directory_is_named(tmp_path, monkeypatch, served):
     monkeypatch.setattr(data.tempfile, "mkstemp", refuse)
     with pytest.raises(DataError, match="Cannot write to the data directory"):
         download(tmp_path / "root", [served()])
+
+
+def test_distributed_processes_share_every_epoch_without_overlap():
+    images, labels = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
+    train = [
+        IndexBatches(images, labels, 2, shuffle=True, seed=1, drop_last=True, rank=r, world_size=3)
+        for r in range(3)
+    ]
+    seen = [torch.cat([y for _, y in loader]).tolist() for loader in train]
+    assert [len(s) for s in seen] == [2, 2, 2], "equal steps per process"
+    assert len({i for s in seen for i in s}) == 6, "no image twice in an epoch"
+    evaluation = [
+        IndexBatches(images, labels, 4, shuffle=False, rank=r, world_size=3) for r in range(3)
+    ]
+    shards = [torch.cat([y for _, y in loader]).tolist() for loader in evaluation]
+    assert sorted(i for s in shards for i in s) == list(range(10)), "every image once"

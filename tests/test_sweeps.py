@@ -164,3 +164,15 @@ def test_slurm_launcher_config_documents_its_keys(tmp_path):
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 60, 1)
     assert launcher.array_parallelism == 16
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_path):
+    done = run_cli("trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "data.batch_size=32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1, run_dirs
+    [results_file] = tmp_path.rglob("results.json")
+    results = json.loads(results_file.read_text())
+    assert results["status"] == "completed" and results["test_acc"] > 0.5
+    assert (run_dirs[0] / "train_ddp_process_1.log").is_file(), "the second process ran"
