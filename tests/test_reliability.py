@@ -133,9 +133,10 @@ def test_bad_configs_fail_with_one_sentence(args, message, tiny_data, tmp_path):
 
 def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.ckpt"
-    bogus.write_text("not a checkpoint")
-    with pytest.raises(UserError, match="is not a checkpoint that loads safely"):
-        resolve_checkpoint(str(bogus), tmp_path)
+    for content in ("not a checkpoint", "a damaged checkpoint\n", ""):
+        bogus.write_text(content)
+        with pytest.raises(UserError, match="is not a checkpoint that loads safely"):
+            resolve_checkpoint(str(bogus), tmp_path)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(UserError, match="not a Lightning checkpoint"):
         resolve_checkpoint(str(tmp_path / "plain.pt"), tmp_path)
