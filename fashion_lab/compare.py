@@ -136,6 +136,16 @@ def markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_val_curves(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """Mean validation accuracy per epoch of each group (over its completed seeds)."""
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
@@ -147,13 +157,14 @@ def plot_val_curves(groups: dict[str, list[dict[str, Any]]], path: Path) -> None
         length = min(len(c) for c in curves)
         mean = [statistics.fmean(c[i] for c in curves) * 100 for i in range(length)]
         ax.plot(range(1, length + 1), mean, marker="o", label=f"{name} (n={len(curves)})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Validation accuracy per epoch (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(
+        fig,
+        ax,
+        path,
+        "epoch",
+        "validation accuracy (%)",
+        "Validation accuracy per epoch (mean over seeds)",
+    )
 
 
 def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -168,13 +179,14 @@ def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: P
         if points:
             ax.scatter(*zip(*points, strict=True), label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy against parameters (one point per run)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(
+        fig,
+        ax,
+        path,
+        "parameters",
+        "test accuracy (%)",
+        "Test accuracy against parameters (one point per run)",
+    )
 
 
 def compare(directories: Sequence[str | Path], out: str | Path | None = None) -> str:
