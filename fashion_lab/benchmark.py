@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from fashion_lab.callbacks import RunRecorder
-from fashion_lab.config import REPO_ROOT
+from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
 from fashion_lab.hardware import resolve_devices
@@ -39,22 +39,6 @@ KERAS_PEER = REPO_ROOT.parent / "shared" / "peers" / "keras_seed_cnn.py"
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
-    """The training config for these overrides, as `python -m fashion_lab` would compose it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-
-    from fashion_lab.config import CONFIG_DIR, check_group_choices
-
-    check_group_choices(overrides)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def steady(values: list[float]) -> list[float]:
@@ -211,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                 "trainer.enable_model_summary=false",
                 *args.overrides,
             ]
+            check_group_choices(overrides)
             cfg = compose_config(overrides, Path(tmp) / "run")
             framework = framework_path(cfg)
             framework_rss = peak_rss_mb()

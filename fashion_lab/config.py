@@ -159,3 +159,20 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     if not any(o.startswith(("--", "-c", "-i", "-p", "-h")) for o in overrides):
         check_composes(args)
     return overrides
+
+
+def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
+    """The config `python -m fashion_lab` composes for these overrides, outside Hydra's run.
+
+    Hydra's own node is set as the current one, and the run's output directory is `output_dir`.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from fashion_lab.config import CONFIG_DIR
+from fashion_lab.config import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("FASHION_LAB_REAL_DATA", "/usr/share/datasets/fashion-mnist"))
@@ -111,9 +108,4 @@ requires_real_data = pytest.mark.skipif(
 
 def compose_run(overrides: list[str], tmp_path: Path):
     """The config a run with these overrides gets, with its output directory in tmp_path."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-    return cfg
+    return compose_config(overrides, tmp_path / "run")
