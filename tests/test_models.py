@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from fashion_lab.config import CONFIG_DIR
 from fashion_lab.errors import UserError
 from fashion_lab.models import create_model, list_models
 from fashion_lab.models.dilated import ConvBNReLU, DilatedNet, as_stages, kernel_span
 
+PRESETS = ["cnn", "dilated_v1", "dilated_v2", "dilated_hdc", "dilated_degrid", "resnet"]
 
-@pytest.mark.parametrize("name", ["cnn", "dilated_v1", "dilated_v2"])
+
+@pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_maps_a_batch_to_ten_logits(name):
     net = create_model(name)
     assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_python_defaults_match_the_preset_configs(name):
+    """`create_model(name)` and `model=name` build the same network."""
+    options = {k: v for k, v in OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml").items()}
+    options.pop("name")
+    a, b = create_model(name), create_model(name, **options)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert str(a) == str(b)
 
 
 def test_cnn_matches_the_source_readme():
@@ -23,13 +37,22 @@ def test_cnn_matches_the_source_readme():
 
 
 @pytest.mark.parametrize(
-    ("name", "dilations"), [("dilated_v1", [2, 2, 2, 2]), ("dilated_v2", [1, 2, 4, 8])]
+    ("name", "schedule"),
+    [
+        ("dilated_v1", [2, 2, 2, 2]),
+        ("dilated_v2", [1, 2, 4, 8]),
+        ("dilated_hdc", [1, 2, 5, 1, 2, 5]),
+        ("dilated_degrid", [1, 2, 4, 8, 4, 2, 1]),
+    ],
 )
-def test_dilated_presets_differ_only_in_schedule(name, dilations):
+def test_dilated_presets_differ_only_in_the_full_resolution_schedule(name, schedule):
     net = create_model(name)
     convs = [m for m in net.modules() if isinstance(m, ConvBNReLU)][1:]  # after the stem
+    dilations = [*schedule, 1, 1, 1, 1]  # the two plain stages every preset shares
     assert [c.conv.dilation[0] for c in convs] == dilations
     assert [c.conv.padding[0] for c in convs] == dilations, "padding follows dilation"
+    assert net.features(torch.randn(1, 1, 28, 28)).shape == (1, 128, 7, 7)
+    assert sum(p.numel() for p in net.parameters()) <= 500_000
 
 
 def test_dilated_layers_keep_spatial_size():
@@ -81,3 +104,26 @@ def test_registry_lists_and_rejects():
         create_model("resnet9000")
     with pytest.raises(UserError, match="has no option 'depth'"):
         create_model("dilated_v2", depth=3)
+
+
+def test_resnet20_has_the_layout_of_he_et_al():
+    net = create_model("resnet", width=16)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 19  # + the linear head: 20 weighted layers
+    assert 270_000 < sum(p.numel() for p in net.parameters()) < 275_000
+    assert net.features(torch.randn(1, 1, 28, 28)).shape == (1, 64, 7, 7)
+
+
+def test_resnet_can_replace_strides_with_dilation_like_torchvision():
+    net = create_model("resnet", width=8, replace_stride_with_dilation=[True, True])
+    assert net.features(torch.randn(1, 1, 28, 28)).shape == (1, 32, 28, 28)
+    blocks = [m for m in net.features if hasattr(m, "conv1")]
+    # stage 2: first block at the previous dilation, then 2; stage 3: first at 2, then 4
+    assert [b.conv1.dilation[0] for b in blocks] == [1, 1, 1, 1, 2, 2, 2, 4, 4]
+    assert all(b.conv1.stride == (1, 1) for b in blocks)
+
+
+@pytest.mark.parametrize("depth", [19, 2, "20"])
+def test_resnet_rejects_a_depth_that_is_not_6n_plus_2(depth):
+    with pytest.raises(UserError, match=r"6n \+ 2"):
+        create_model("resnet", depth=depth)

@@ -82,7 +82,11 @@ def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
 # ---- one sentence for every bad input ---------------------------------------------------------
 
 CLI_ERRORS = [
-    (["model=nope"], "Unknown model 'nope'; choose one of: cnn, dilated_v1, dilated_v2."),
+    (
+        ["model=nope"],
+        "Unknown model 'nope'; choose one of: cnn, dilated_degrid, dilated_hdc, dilated_v1, "
+        "dilated_v2, resnet.",
+    ),
     (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
     (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
     (["trainer.foo=1"], "Unknown config key trainer.foo"),

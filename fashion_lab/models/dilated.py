@@ -83,7 +83,7 @@ class DilatedNet(nn.Module):
         dilations: Sequence[int] | Sequence[Sequence[int]],
         width: int = 32,
         downsample: bool = True,
-        residual: bool = False,
+        residual: bool = True,
         dropout: float = 0.0,
         num_classes: int = 10,
         in_channels: int = 1,
@@ -126,13 +126,34 @@ def dilated(*, dilations: Sequence[int] | Sequence[Sequence[int]], **kwargs) -> 
     return DilatedNet(dilations=dilations, **kwargs)
 
 
+# Presets: the schedule of the full-resolution stage differs; the two stages after it (14x14 and
+# 7x7, twice and four times the width) are the same plain pair of layers in every preset.
+TAIL_STAGES = ([1, 1], [1, 1])
+
+
+def _preset(stage1: Sequence[int]) -> list[list[int]]:
+    return [list(stage1), *(list(s) for s in TAIL_STAGES)]
+
+
 @register_model
-def dilated_v1(*, dilations: Sequence = (2, 2, 2, 2), **kwargs) -> DilatedNet:
-    """Constant dilation: the gridding-prone control."""
+def dilated_v1(*, dilations: Sequence = _preset([2, 2, 2, 2]), **kwargs) -> DilatedNet:
+    """Constant dilation 2,2,2,2 at full resolution: the gridding-prone control."""
     return DilatedNet(dilations=dilations, **kwargs)
 
 
 @register_model
-def dilated_v2(*, dilations: Sequence = (1, 2, 4, 8), **kwargs) -> DilatedNet:
-    """Exponentially growing dilation (receptive field 31x31 from four 3x3 layers)."""
+def dilated_v2(*, dilations: Sequence = _preset([1, 2, 4, 8]), **kwargs) -> DilatedNet:
+    """Exponential dilation 1,2,4,8 at full resolution (four 3x3 layers see 31x31)."""
+    return DilatedNet(dilations=dilations, **kwargs)
+
+
+@register_model
+def dilated_hdc(*, dilations: Sequence = _preset([1, 2, 5, 1, 2, 5]), **kwargs) -> DilatedNet:
+    """Hybrid dilated convolution (Wang et al. 2018): a sawtooth without common factors."""
+    return DilatedNet(dilations=dilations, **kwargs)
+
+
+@register_model
+def dilated_degrid(*, dilations: Sequence = _preset([1, 2, 4, 8, 4, 2, 1]), **kwargs) -> DilatedNet:
+    """Rising then falling dilation (Yu et al. 2017's degridding): 1,2,4,8,4,2,1."""
     return DilatedNet(dilations=dilations, **kwargs)
