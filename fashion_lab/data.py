@@ -317,6 +317,7 @@ class IndexBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler.order()[self.rank :: self.world_size][: self._local_size()]
+        order = order.to(self.images.device)  # one copy per epoch when the data is on a GPU
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.images[index], self.labels[index]
@@ -401,6 +402,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         eval_batch_size: validation and test batch size (no gradients: larger is faster).
         shuffle_seed: seed of the training order (the run's seed).
         augment: options of `Augmentation`, applied to training batches only.
+        device_resident: keep the uint8 dataset (55 MB) on the training device, so batches
+            are gathered there and nothing is copied per step; None: on GPUs, not on the CPU.
     """
 
     def __init__(
@@ -417,6 +420,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         shuffle_seed: int | None = 0,
         augment: dict | None = None,
+        device_resident: bool | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -432,6 +436,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             shuffle_seed if shuffle_seed is not None else int(torch.randint(0, 2**31, ()))
         )
         self.augmentation = Augmentation(**(augment or {}))
+        self.device_resident = device_resident
+        self._resident: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.class_names = CLASS_NAMES
         self.mean: float | None = None
         self.std: float | None = None
@@ -491,11 +497,22 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             return {"rank": 0, "world_size": 1}
         return {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
+    def _served(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split where batches are gathered: on the training device when resident there."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None or device.type == "cpu":
+            return self._splits[name]
+        if not (
+            self.device_resident if self.device_resident is not None else device.type == "cuda"
+        ):
+            return self._splits[name]
+        if name not in self._resident or self._resident[name][0].device != device:
+            self._resident[name] = tuple(t.to(device) for t in self._splits[name])
+        return self._resident[name]
+
     def train_dataloader(self) -> IndexBatches:
-        images, labels = self._splits["train"]
         return IndexBatches(
-            images,
-            labels,
+            *self._served("train"),
             self.batch_size,
             shuffle=True,
             seed=self.shuffle_seed,
@@ -505,12 +522,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> IndexBatches:
         return IndexBatches(
-            *self._splits["val"], self.eval_batch_size, shuffle=False, **self._shard()
+            *self._served("val"), self.eval_batch_size, shuffle=False, **self._shard()
         )
 
     def test_dataloader(self) -> IndexBatches:
         return IndexBatches(
-            *self._splits["test"], self.eval_batch_size, shuffle=False, **self._shard()
+            *self._served("test"), self.eval_batch_size, shuffle=False, **self._shard()
         )
 
     def predict_dataloader(self) -> IndexBatches:

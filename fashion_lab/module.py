@@ -71,7 +71,8 @@ class LitClassifier(pl.LightningModule):
         # Training metrics are updated every step and logged once an epoch: a Lightning
         # `self.log` call costs about 2 ms, a tenth of a CPU training step of the CNN.
         self.train_acc = MulticlassAccuracy(num_classes=n, average="micro", validate_args=False)
-        self.train_loss = MeanMetric()
+        # finiteness is checked by `_check_divergence`; the metric's own check would sync a GPU
+        self.train_loss = MeanMetric(nan_strategy="disable")
         eval_metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes=n, average="micro"),
@@ -86,6 +87,10 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best.persistent(True)  # kept in checkpoints: a resumed run keeps its best
         self.confusion: dict[str, torch.Tensor] = {}
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # first non-finite training loss seen: (step, loss), -1 while none; kept on the device
+        # and read every `log_every_n_steps` steps and at each epoch's end, since reading a GPU
+        # value every step would stall the GPU's queue of work
+        self.register_buffer("_divergence", torch.tensor([-1.0, 0.0]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -102,19 +107,31 @@ class LitClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._loss_and_predictions(batch)
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"Training diverged: the loss became {loss.item()} at step {self.global_step} "
-                f"(epoch {self.current_epoch}); lower the learning rate (optimizer.lr) or clip "
-                f"gradients (trainer.gradient_clip_val=1.0)."
-            )
+        first = (self._divergence[0] < 0) & ~torch.isfinite(loss.detach())
+        seen = torch.stack([torch.full_like(loss, self.global_step), loss.detach()]).float()
+        self._divergence.copy_(torch.where(first, seen, self._divergence))
+        if loss.device.type == "cpu" or (batch_idx + 1) % self.trainer.log_every_n_steps == 0:
+            self._check_divergence()
         self.train_acc.update(preds, y)
         self.train_loss.update(loss.detach(), weight=len(y))
         if batch_idx % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=len(y))
         return loss
 
+    def _check_divergence(self) -> None:
+        step, loss = self._divergence.tolist()
+        if step >= 0:
+            raise DivergenceError(
+                f"Training diverged: the loss became {loss} at step {int(step)} "
+                f"(epoch {self.current_epoch}); lower the learning rate (optimizer.lr) or clip "
+                f"gradients (trainer.gradient_clip_val=1.0)."
+            )
+
+    def on_validation_epoch_start(self) -> None:
+        self._check_divergence()  # before validation: no checkpoint of a diverged model
+
     def on_train_epoch_end(self) -> None:
+        self._check_divergence()
         self.log("train/loss", self.train_loss.compute(), prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
         self.train_loss.reset()
