@@ -12,7 +12,9 @@ and one JSON line.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import statistics
 import subprocess
@@ -54,7 +56,7 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, [recorder])
     trainer.fit(module, datamodule=datamodule)
     epochs = [h["epoch_s"] for h in recorder.history]
-    per_epoch_images = len(datamodule.train_dataloader()) * datamodule.batch_size
+    per_epoch_images = int(trainer.num_training_batches) * datamodule.batch_size
     train_s = recorder.train_seconds_per_epoch
     return {
         "images_per_s": round(per_epoch_images * len(steady(train_s)) / sum(steady(train_s))),
@@ -184,6 +186,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--epochs", type=int, default=3, help="epochs per path (first: warm-up)")
     parser.add_argument("--keras-python", help="interpreter with tensorflow-cpu for the peer")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N functions with the most own time in the framework path (cProfile)",
+    )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
     args = parser.parse_args(argv)
     try:
@@ -197,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
             ]
             check_group_choices(overrides)
             cfg = compose_config(overrides, Path(tmp) / "run")
-            framework = framework_path(cfg)
+            profiler = cProfile.Profile() if args.profile else None
+            with profiler or nullcontext():
+                framework = framework_path(cfg)
+            if profiler:
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
             framework_rss = peak_rss_mb()
             datamodule = build_datamodule(cfg)
             datamodule.setup()
