@@ -14,6 +14,6 @@ fast() {
     trainer.enable_progress_bar=false "$@" 2>&1 | tail -n 1
   show "$(ls -td "$log"/runs/*/ | head -n 1)/results.json"
 }
-fast model=dilated_v2 trainer.max_epochs=12
+fast model=dilated_v2 model.width=32 trainer.max_epochs=12
 fast model=resnet data.batch_size=2048 optimizer.lr=0.012 trainer.max_epochs=20
 fast model=dilated_v2 model.width=24 trainer.max_epochs=15 optimizer.lr=0.01
