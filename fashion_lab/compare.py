@@ -36,6 +36,8 @@ COLUMNS = (
     "test_acc",
     "val_acc_best",
     "parameters",
+    "macs",
+    "rf",
     "train_time_s",
     "train_images_per_s",
 )
@@ -84,6 +86,21 @@ def group_runs(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return dict(groups)
 
 
+def architecture(run: dict[str, Any]) -> dict[str, int] | None:
+    """Multiply-adds per image and receptive field of a run's network, rebuilt from the
+    config in its `.hydra/` folder (None when that is missing or no longer builds)."""
+    from omegaconf import OmegaConf
+
+    from fashion_lab import receptive
+    from fashion_lab.train import build_model
+
+    path = Path(run["run_dir"], ".hydra", "config.yaml")
+    try:
+        return receptive.summary(build_model(OmegaConf.load(path)))
+    except Exception:  # an old or foreign run: its row shows "-"
+        return None
+
+
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     if not values:
         return "-"
@@ -103,6 +120,7 @@ def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]
             return [float(r[key]) for r in runs if r.get(key) is not None]
 
         test = values("test_acc")
+        arch = architecture(runs[0])
         rows.append(
             {
                 "group": name,
@@ -111,6 +129,8 @@ def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]
                 "test_acc": _mean_std(test, 100),
                 "val_acc_best": _mean_std(values("val_acc_best"), 100),
                 "parameters": f"{int(values('parameters')[0]):,}" if values("parameters") else "-",
+                "macs": f"{arch['macs'] / 1e6:.1f}M" if arch else "-",
+                "rf": str(arch["rf"]) if arch else "-",
                 "train_time_s": _mean_std(values("train_time_s"), digits=1),
                 "train_images_per_s": _mean_std(values("train_images_per_s"), digits=0),
                 "_sort": statistics.fmean(test) if test else -1.0,
@@ -128,6 +148,8 @@ def markdown(rows: list[dict[str, str]]) -> str:
         "test acc %",
         "best val acc %",
         "parameters",
+        "MACs/image",
+        "receptive field",
         "train s",
         "train img/s",
     )

@@ -84,10 +84,12 @@ def tiny_overrides(data_dir: Path, log_dir: Path) -> list[str]:
     ]
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m fashion_lab ARGS` as a user would."""
+def run_cli(
+    *args: str, timeout: float = 300, module: str = "fashion_lab"
+) -> subprocess.CompletedProcess:
+    """Run `python -m fashion_lab ARGS` (or another of its commands) as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "fashion_lab", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
