@@ -1,0 +1,114 @@
+"""evaluate and predict on a checkpoint trained here on synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, tiny_overrides
+from PIL import Image
+
+from fashion_lab.data import CLASS_NAMES
+from fashion_lab.predict import to_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """One tiny training run: its directory and the data overrides it used."""
+    from conftest import write_dataset
+
+    tmp = tmp_path_factory.mktemp("run")
+    write_dataset(tmp / "data")
+    overrides = tiny_overrides(tmp / "data", tmp / "logs")
+    done = run_cli(*overrides, "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr
+    assert "config (saved as config.yaml in the run directory)" in done.stderr
+    assert "└── " in done.stderr, "the config is printed as a tree"
+    summary = done.stderr.strip().splitlines()[-1]
+    assert summary.startswith("cnn: test/acc ") and "tensorboard --logdir" in summary
+    run_dir = next((tmp / "logs" / "runs").iterdir())
+    return run_dir, [o for o in overrides if o.startswith("data.")]
+
+
+def test_evaluate_a_run_directory_scores_its_best_checkpoint(trained_run):
+    run_dir, data = trained_run
+    done = run_cli(f"ckpt_path={run_dir}", *data, module="fashion_lab.evaluate")
+    assert done.returncode == 0, done.stderr
+    assert "best.ckpt" in done.stdout
+    for name in CLASS_NAMES:
+        assert name in done.stdout
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    # the same checkpoint on the same test set: the figure training reported
+    assert metrics["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert np.array(metrics["confusion_matrix"]).sum() == metrics["test_images"] == 200
+    for figure in ("confusion_matrix.png", "predictions.png"):
+        assert (run_dir / "evaluation" / figure).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        ([], "Name the checkpoint: ckpt_path="),
+        (["ckpt_path=/no/such.ckpt"], "does not exist; check ckpt_path."),
+        (["oops"], "Arguments are key=value overrides"),
+    ],
+)
+def test_evaluate_mistakes_end_in_one_sentence(args, sentence):
+    done = run_cli(*args, module="fashion_lab.evaluate")
+    assert done.returncode == 2
+    assert sentence in done.stderr.strip().splitlines()[-1]
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_a_dark_item_on_white_is_inverted_and_resized():
+    photo = np.full((90, 60, 3), 250, dtype=np.uint8)  # white, portrait, colour
+    photo[30:60, 20:40] = (40, 10, 10)  # a dark item in the middle
+    x = to_fashion_mnist(Image.fromarray(photo))
+    assert x.shape == (1, 28, 28)
+    assert x[0, 0, 0] < 0.05, "the light background becomes black"
+    assert x[0, 14, 14] > 0.8, "the dark item becomes light"
+
+
+def test_a_light_item_on_black_is_kept():
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[8:20, 8:20] = 200
+    x = to_fashion_mnist(Image.fromarray(image))
+    assert torch.allclose(x[0, 10, 10], torch.tensor(200 / 255), atol=0.02)
+
+
+def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "shirt.png", np.full((64, 64, 3), 230, dtype=np.uint8))
+    _save(photos / "dark.jpg", np.zeros((40, 30), dtype=np.uint8))
+    (photos / "notes.png").write_text("not an image")
+    done = run_cli(
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"images={photos}/*",
+        module="fashion_lab.predict",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
+    assert set(lines) == {str(photos / "shirt.png"), str(photos / "dark.jpg")}
+    for line in lines.values():
+        top = line.split(", ")
+        assert len(top) == 3 and all(t.rsplit(" ", 1)[0] in CLASS_NAMES for t in top)
+        shares = [float(t.rsplit(" ", 1)[1].rstrip("%")) for t in top]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.1
+    assert f"{photos / 'notes.png'}: skipped (not an image)" in done.stderr
+
+
+def test_predict_with_nothing_matching_says_how_to_quote_the_pattern(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    done = run_cli(f"ckpt_path={run_dir}", f"images={tmp_path}/*.png", module="fashion_lab.predict")
+    assert done.returncode == 2
+    assert "give a glob pattern in quotes" in done.stderr
