@@ -176,3 +176,19 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def config_tree(cfg: DictConfig):
+    """The composed config as a rich Tree: one branch per group, leaves `key: value`."""
+    from rich.tree import Tree
+
+    def add(branch: Tree, node: Any) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                add(branch.add(f"[bold]{key}[/bold]"), value)
+            else:
+                branch.add(f"{key}: [cyan]{value!r}[/cyan]")
+
+    tree = Tree("[bold]config[/bold] (saved as config.yaml in the run directory)")
+    add(tree, to_dict(cfg))
+    return tree

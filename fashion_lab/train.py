@@ -30,7 +30,7 @@ from torch import nn
 from fashion_lab import sweep
 from fashion_lab.callbacks import EpochSeeder, RunRecorder
 from fashion_lab.checkpoints import AtomicCheckpointIO, resolve_checkpoint
-from fashion_lab.config import CONFIG_DIR, prepare_overrides, to_dict
+from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
 from fashion_lab.hardware import resolve_devices
@@ -339,6 +339,10 @@ def run(cfg: DictConfig) -> float | None:
     if sweeping and previous is not None and previous.get("status") == "completed":
         log.info(f"Skipping {cfg.paths.output_dir}: completed by an earlier run of this sweep.")
         return previous.get("val_acc_best")
+    if cfg.get("print_config") and not sweeping:
+        from rich.console import Console
+
+        Console(stderr=True).print(config_tree(cfg))
     try:
         results = train(cfg)
     except UserError as e:
