@@ -18,6 +18,29 @@ def kernel_span(dilation: int, kernel: int = KERNEL) -> int:
     return (kernel - 1) * dilation + 1
 
 
+def check_span(dilation: int, size: int, stage: int, advice: str) -> None:
+    """Reject a dilation whose kernel spans more than the `size`x`size` map of `stage`.
+
+    Raises:
+        UserError: one sentence ending with `advice`.
+    """
+    if kernel_span(dilation) > size:
+        raise UserError(
+            f"Dilation {dilation} makes the 3x3 kernel span {kernel_span(dilation)} pixels, "
+            f"more than the {size}x{size} feature map of stage {stage}; {advice}."
+        )
+
+
+def classifier_head(channels: int, dropout: float, num_classes: int) -> nn.Sequential:
+    """Global average pooling, dropout, linear layer: the head every zoo network ends with."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(channels, num_classes),
+    )
+
+
 def as_stages(dilations: Sequence[int] | Sequence[Sequence[int]]) -> list[list[int]]:
     """Normalize a schedule: a flat list is one stage, a list of lists is several.
 
@@ -100,21 +123,13 @@ class DilatedNet(nn.Module):
                 size //= 2
                 cout = channels * 2
             for d in stage:
-                if kernel_span(d) > size:
-                    raise UserError(
-                        f"Dilation {d} makes the 3x3 kernel span {kernel_span(d)} pixels, "
-                        f"more than the {size}x{size} feature map of stage {index + 1}; "
-                        f"use dilations <= {(size - 1) // (KERNEL - 1)} there."
-                    )
+                check_span(
+                    d, size, index + 1, f"use dilations <= {(size - 1) // (KERNEL - 1)} there"
+                )
                 layers.append(ConvBNReLU(channels, cout, dilation=d, residual=residual))
                 channels = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels, num_classes),
-        )
+        self.head = classifier_head(channels, dropout, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

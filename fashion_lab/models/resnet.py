@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fashion_lab.errors import UserError
-from fashion_lab.models.dilated import kernel_span
+from fashion_lab.models.dilated import check_span, classifier_head
 from fashion_lab.models.registry import register_model
 
 
@@ -91,12 +91,7 @@ class ResNet(nn.Module):
                 dilation, stride = dilation * stride, 1
             else:
                 size = (size + 1) // stride
-            if kernel_span(dilation) > size:
-                raise UserError(
-                    f"Dilation {dilation} makes the 3x3 kernel span {kernel_span(dilation)} "
-                    f"pixels, more than the {size}x{size} feature map of stage {stage + 1}; "
-                    "replace fewer strides with dilation."
-                )
+            check_span(dilation, size, stage + 1, "replace fewer strides with dilation")
             for i in range(blocks):
                 layers.append(
                     BasicBlock(
@@ -108,12 +103,7 @@ class ResNet(nn.Module):
                 )
                 channels = cout
         self.features = nn.Sequential(self.stem, *layers)
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels, num_classes),
-        )
+        self.head = classifier_head(channels, dropout, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
