@@ -15,22 +15,17 @@ import sys
 import matplotlib.pyplot as plt
 import torch
 
-from fashion_lab.data import CLASS_NAMES, FashionMNISTDataModule
+from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import UserError
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 from fashion_lab.inference import load_trained, parse_args
+from fashion_lab.train import build_datamodule
 
 
 def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
     """Score the checkpoint on the test set; write and return its metrics."""
     trained = load_trained(ckpt_path, overrides)
-    data = FashionMNISTDataModule(
-        **{
-            k: v
-            for k, v in trained.cfg.data.items()
-            if k not in ("_target_", "batch_size", "augment", "shuffle_seed")
-        }
-    )
+    data = build_datamodule(trained.cfg)
     data.setup()
     images, labels = data.split("test")
     probabilities = trained.probabilities(images.float() / 255)
