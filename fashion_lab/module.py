@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,9 +71,12 @@ class LitClassifier(pl.LightningModule):
         n = len(self.class_names)
         # Training loss and accuracy are running sums on the device, logged once an epoch: a
         # Lightning `self.log` call costs about 2 ms, and a torchmetrics update launches a
-        # dozen small kernels, both significant beside a small network's step. Per step:
-        # (loss sum, correct predictions, images).
-        self.register_buffer("_train_sums", torch.zeros(3), persistent=False)
+        # dozen small kernels, both significant beside a small network's step. (loss sum,
+        # correct predictions); a non-finite loss leaves the loss sum non-finite, which is how
+        # divergence is found without reading a GPU value every step.
+        self.register_buffer("_train_sums", torch.zeros(2), persistent=False)
+        self._train_images = 0
+        self._checked_step = -1  # global step of the last divergence check
         eval_metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes=n, average="micro"),
@@ -87,10 +91,6 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best.persistent(True)  # kept in checkpoints: a resumed run keeps its best
         self.confusion: dict[str, torch.Tensor] = {}
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        # first non-finite training loss seen: (step, loss), -1 while none; kept on the device
-        # and read every `log_every_n_steps` steps and at each epoch's end, since reading a GPU
-        # value every step would stall the GPU's queue of work
-        self.register_buffer("_divergence", torch.tensor([-1.0, 0.0]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -107,38 +107,48 @@ class LitClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._loss_and_predictions(batch)
-        first = (self._divergence[0] < 0) & ~torch.isfinite(loss.detach())
-        seen = torch.stack([torch.full_like(loss, self.global_step), loss.detach()]).float()
-        self._divergence.copy_(torch.where(first, seen, self._divergence))
-        if loss.device.type == "cpu" or (batch_idx + 1) % self.trainer.log_every_n_steps == 0:
-            self._check_divergence()
-        self._train_sums[0] += loss.detach().float() * len(y)
-        self._train_sums[1] += (preds == y).sum()
-        self._train_sums[2] += len(y)
-        if batch_idx % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=len(y))
+        value = loss.detach()
+        self._train_sums += torch.stack([value * len(y), (preds == y).sum()])
+        self._train_images += len(y)
+        # Reading a GPU value makes the CPU wait for the GPU's queue of work, so on a GPU the
+        # loss is read, checked and shown only every `log_every_n_steps` steps.
+        if value.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0:
+            current, running = torch.stack([value, self._train_sums[0]]).tolist()
+            self._check_divergence(current, running)
+            if self._trainer is not None and batch_idx % self.trainer.log_every_n_steps == 0:
+                # a CPU tensor: Lightning turns the progress bar's value into a number at
+                # every step, which for a GPU tensor would be a wait at every step
+                self.log("train/loss_step", torch.tensor(current), prog_bar=True)
         return loss
 
-    def _check_divergence(self) -> None:
-        step, loss = self._divergence.tolist()
-        if step >= 0:
-            raise DivergenceError(
-                f"Training diverged: the loss became {loss} at step {int(step)} "
-                f"(epoch {self.current_epoch}); lower the learning rate (optimizer.lr) or clip "
-                f"gradients (trainer.gradient_clip_val=1.0)."
-            )
+    def _check_divergence(self, current: float | None = None, running: float | None = None):
+        """Stop with a hint once a training loss was non-finite (`running`: the epoch's sum)."""
+        if running is None:
+            running = self._train_sums[0].item()
+        step, since = self.global_step, self._checked_step + 1
+        self._checked_step = step
+        if current is not None and not math.isfinite(current):
+            where = f"{current} at step {step}"
+        elif not math.isfinite(running):
+            where = f"non-finite at a step between {since} and {step}"
+        else:
+            return
+        raise DivergenceError(
+            f"Training diverged: the loss became {where} (epoch {self.current_epoch}); lower "
+            f"the learning rate (optimizer.lr) or clip gradients (trainer.gradient_clip_val=1.0)."
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._check_divergence()  # before validation: no checkpoint of a diverged model
 
     def on_train_epoch_end(self) -> None:
         self._check_divergence()
-        loss_sum, correct, images = self._train_sums.unbind()
-        images = images.clamp_min(1)
+        images = max(self._train_images, 1)
         # every process trains on an equal share, so the mean of the means is the mean
-        self.log("train/loss", loss_sum / images, prog_bar=True, sync_dist=True)
-        self.log("train/acc", correct / images, prog_bar=True, sync_dist=True)
+        self.log("train/loss", self._train_sums[0] / images, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self._train_sums[1] / images, prog_bar=True, sync_dist=True)
         self._train_sums.zero_()
+        self._train_images = 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._loss_and_predictions(batch)
