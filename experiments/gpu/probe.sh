@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU session, part 1: correctness of trainer.gpus=1, the speed benchmarks of issue 5, the fast
 # recipe, throughput probes of the study's models, and a pilot of the study recipe.
+# (First GPU session. Its fast_gpu line ran the recipe as it was then, resnet at width 16 with
+# crops; conf/experiment/fast_gpu.yaml has changed since: see experiments/benchmark/RESULTS.md.)
 # Run from the repository root on a CUDA machine; every command prints its own figures.
 #   bash experiments/gpu/probe.sh 2>&1 | tee probe.log
 set -u
