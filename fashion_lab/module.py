@@ -130,7 +130,8 @@ class LitClassifier(pl.LightningModule):
         if current is not None and not math.isfinite(current):
             where = f"{current} at step {step}"
         elif not math.isfinite(running):
-            where = f"non-finite at a step between {since} and {step}"
+            span = f"step {step}" if since >= step else f"a step between {since} and {step}"
+            where = f"non-finite at {span}"
         else:
             return
         raise DivergenceError(

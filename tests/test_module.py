@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -42,6 +43,22 @@ def test_non_finite_loss_stops_training_with_a_hint():
     x = torch.full((4, 1, 28, 28), float("nan"))
     with pytest.raises(DivergenceError, match=r"loss became nan at step 0 .*optimizer.lr"):
         module.training_step((x, torch.zeros(4, dtype=torch.long)), 0)
+
+
+def test_a_non_finite_loss_between_gpu_reads_is_found_from_the_running_sum():
+    # on a GPU the loss is read every log_every_n_steps steps; a NaN in between stays in the
+    # epoch's running loss sum, which the next read (or the epoch's end) sees
+    module = _module()
+    module._check_divergence(current=0.5, running=12.0)  # healthy: no error
+    with pytest.raises(DivergenceError, match=r"loss became non-finite at step 0 \(epoch 0\)"):
+        module._check_divergence(current=0.4, running=float("nan"))
+    module._trainer = SimpleNamespace(global_step=120, current_epoch=2)  # read at 100, then 120
+    module._checked_step = 99
+    with pytest.raises(DivergenceError, match=r"at a step between 100 and 120 \(epoch 2\)"):
+        module._check_divergence(current=0.4, running=float("inf"))
+    module._train_sums[0] = float("inf")
+    with pytest.raises(DivergenceError, match="loss became non-finite"):
+        module._check_divergence()  # the epoch-end and pre-validation check
 
 
 @pytest.mark.parametrize(
