@@ -89,3 +89,9 @@ def test_sweep_directory_names_stay_short_and_unique():
     assert "/" not in short_name("data.root=/a/b")
     assert len(short_name(long_a)) == 80
     assert short_name(long_a) != short_name(long_b)
+
+
+def test_the_divergence_hint_is_an_override_that_composes(tmp_path):
+    # the DivergenceError sentence tells the user to write these
+    cfg = compose_run(["optimizer.lr=0.0001", "trainer.gradient_clip_val=1.0"], tmp_path)
+    assert cfg.trainer.gradient_clip_val == 1.0
