@@ -421,6 +421,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         shuffle_seed: int | None = 0,
         augment: dict | None = None,
         device_resident: bool | None = None,
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         self.root = root
@@ -437,6 +438,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         )
         self.augmentation = Augmentation(**(augment or {}))
         self.device_resident = device_resident
+        self.steps_per_call = steps_per_call
         self._resident: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.class_names = CLASS_NAMES
         self.mean: float | None = None
@@ -446,6 +448,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         for name, value in (
             ("data.batch_size", batch_size),
             ("data.eval_batch_size", eval_batch_size),
+            ("module.steps_per_call", steps_per_call),
         ):
             if not isinstance(value, int) or value <= 0:
                 raise UserError(
@@ -475,10 +478,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             len(images), generator=torch.Generator().manual_seed(self.split_seed)
         )
         val_index, train_index = order[: self.val_size], order[self.val_size :]
-        if self.batch_size > len(train_index):
+        if self.train_batch_size > len(train_index):
+            served = f"data.batch_size={self.batch_size}" + (
+                f" x module.steps_per_call={self.steps_per_call}" if self.steps_per_call > 1 else ""
+            )
             raise UserError(
-                f"data.batch_size={self.batch_size} is larger than the training split "
-                f"({len(train_index)} images); lower it."
+                f"{served} is larger than the training split ({len(train_index)} images); lower it."
             )
         self._splits["train"] = (images[train_index], labels[train_index])
         self._splits["val"] = (images[val_index], labels[val_index])
@@ -486,6 +491,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             self.data_dir, "test", verify_checksums=self.verify_checksums
         )
         self.mean, self.std = pixel_stats(self._splits["train"][0])
+
+    @property
+    def train_batch_size(self) -> int:
+        """Images per training batch served: `steps_per_call` optimizer steps' worth."""
+        return self.batch_size * self.steps_per_call
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels of `train`, `val` or `test` (after `setup`)."""
@@ -513,7 +523,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> IndexBatches:
         return IndexBatches(
             *self._served("train"),
-            self.batch_size,
+            self.train_batch_size,
             shuffle=True,
             seed=self.shuffle_seed,
             drop_last=True,

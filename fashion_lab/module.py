@@ -43,6 +43,11 @@ class LitClassifier(pl.LightningModule):
         class_names: names shown in the figures and per-class metrics.
         channels_last: run the network in channels-last memory format (faster convolutions).
         num_prediction_samples: test images drawn in the prediction grid.
+        steps_per_call: optimizer steps per training step: each training batch holds that
+            many batches, stepped through in order (manual optimization), so Lightning's cost
+            per step is paid once for all of them. 1: Lightning's automatic optimization.
+        gradient_clip_val, gradient_clip_algorithm: clipping, applied here when
+            `steps_per_call` > 1 (otherwise the Trainer applies its own).
         config: the composed run config, stored in every checkpoint so that a checkpoint
             alone rebuilds its model.
     """
@@ -57,9 +62,16 @@ class LitClassifier(pl.LightningModule):
         class_names: Sequence[str] = CLASS_NAMES,
         channels_last: bool = False,
         num_prediction_samples: int = 32,
+        steps_per_call: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
         config: dict | None = None,
     ) -> None:
         super().__init__()
+        self.steps_per_call = steps_per_call
+        self.automatic_optimization = steps_per_call == 1
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
         self.channels_last = channels_last
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
@@ -102,16 +114,24 @@ class LitClassifier(pl.LightningModule):
         logits = self(x)
         return self.criterion(logits.float(), y), logits.argmax(dim=1), y
 
+    def setup(self, stage: str) -> None:
+        if self.steps_per_call > 1 and self.trainer.world_size > 1:
+            # DDP synchronizes gradients in the backward pass that follows its forward call: the
+            # other steps of a call would go unsynchronized
+            raise UserError(
+                f"module.steps_per_call={self.steps_per_call} works on one device only, and this "
+                f"run has {self.trainer.world_size} processes; set module.steps_per_call=1."
+            )
+
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, preds, y = self._loss_and_predictions(batch)
-        value = loss.detach()
-        self._train_sums += torch.stack([value * len(y), (preds == y).sum()])
-        self._train_images += len(y)
+        step = self._train_on if self.automatic_optimization else self._steps_through
+        loss = step(batch)
         # Reading a GPU value makes the CPU wait for the GPU's queue of work, so on a GPU the
         # loss is read, checked and shown only every `log_every_n_steps` steps.
+        value = loss.detach()
         if value.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0:
             current, running = torch.stack([value, self._train_sums[0]]).tolist()
             self._check_divergence(current, running)
@@ -119,6 +139,31 @@ class LitClassifier(pl.LightningModule):
                 # a CPU tensor: Lightning turns the progress bar's value into a number at
                 # every step, which for a GPU tensor would be a wait at every step
                 self.log("train/loss_step", torch.tensor(current), prog_bar=True)
+        return loss
+
+    def _train_on(self, batch) -> torch.Tensor:
+        """The loss of one batch, added to the epoch's running sums."""
+        loss, preds, y = self._loss_and_predictions(batch)
+        self._train_sums += torch.stack([loss.detach() * len(y), (preds == y).sum()])
+        self._train_images += len(y)
+        return loss
+
+    def _steps_through(self, batch) -> torch.Tensor:
+        """`steps_per_call` optimizer steps, one per equal part of the batch, in order."""
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        for part in zip(*(t.chunk(self.steps_per_call) for t in batch), strict=True):
+            loss = self._train_on(part)
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.gradient_clip_val:
+                self.clip_gradients(
+                    optimizer,
+                    gradient_clip_val=self.gradient_clip_val,
+                    gradient_clip_algorithm=self.gradient_clip_algorithm or "norm",
+                )
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         return loss
 
     def _check_divergence(self, current: float | None = None, running: float | None = None):
@@ -216,7 +261,15 @@ class LitClassifier(pl.LightningModule):
         if not self.scheduler_factory:
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = self.trainer.estimated_stepping_batches
+        if self.steps_per_call > 1:  # Lightning counts training steps; max_steps optimizer steps
+            limit = self.trainer.max_steps
+            steps = (
+                steps * self.steps_per_call
+                if limit == -1
+                else min(steps * self.steps_per_call, limit)
+            )
+        steps = int(steps)
         length = {
             k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None
         }

@@ -64,9 +64,14 @@ def instantiate(node: Any, **kwargs) -> Any:
         ) from None
 
 
+def steps_per_call(cfg: DictConfig) -> int:
+    """Optimizer steps per Lightning training step (`module.steps_per_call`, default 1)."""
+    return (cfg.get("module") or {}).get("steps_per_call", 1)
+
+
 def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
-    """The DataModule described by `cfg.data`."""
-    return instantiate(cfg.data, _convert_="all")
+    """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once."""
+    return instantiate(cfg.data, _convert_="all", steps_per_call=steps_per_call(cfg))
 
 
 def build_model(cfg: DictConfig) -> nn.Module:
@@ -94,6 +99,9 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
         label_smoothing=cfg.module.label_smoothing,
         channels_last=cfg.model.get("channels_last", False),
         num_prediction_samples=cfg.module.num_prediction_samples,
+        steps_per_call=steps_per_call(cfg),
+        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
         config=to_dict(cfg),
     )
 
@@ -111,6 +119,15 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
     job_index = HydraConfig.get().job.num if _sweeping() else None
     options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     options.pop("_target_", None)
+    if steps_per_call(cfg) > 1:
+        # the module steps its optimizer itself (manual optimization), clipping included
+        options.pop("gradient_clip_val", None)
+        options.pop("gradient_clip_algorithm", None)
+        if options.get("accumulate_grad_batches", 1) != 1:
+            raise UserError(
+                "trainer.accumulate_grad_batches does not combine with module.steps_per_call > 1; "
+                "raise data.batch_size instead, or set module.steps_per_call=1."
+            )
     all_callbacks = _instantiate_all(cfg.get("callbacks")) + list(callbacks)
     if not options.get("enable_progress_bar", True):
         all_callbacks = [c for c in all_callbacks if not isinstance(c, pl.callbacks.ProgressBar)]

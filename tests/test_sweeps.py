@@ -176,3 +176,12 @@ def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_pa
     results = json.loads(results_file.read_text())
     assert results["status"] == "completed" and results["test_acc"] > 0.5
     assert (run_dirs[0] / "train_ddp_process_1.log").is_file(), "the second process ran"
+
+
+@pytest.mark.slow
+def test_ddp_refuses_several_steps_per_call_in_one_sentence(tiny_data, tmp_path):
+    done = run_cli("trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=2")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "module.steps_per_call=2 works on one device only" in done.stderr
+    [results_file] = tmp_path.rglob("results.json")
+    assert json.loads(results_file.read_text())["status"] == "failed"
