@@ -33,7 +33,13 @@ from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
 from fashion_lab.hardware import resolve_devices
-from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
+from fashion_lab.train import (
+    build_datamodule,
+    build_model,
+    build_module,
+    build_trainer,
+    steps_per_call,
+)
 
 KERAS_PEER = REPO_ROOT.parent / "shared" / "peers" / "keras_seed_cnn.py"
 
@@ -60,6 +66,7 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
     train_s = recorder.train_seconds_per_epoch
     return {
         "images_per_s": round(per_epoch_images * len(steady(train_s)) / sum(steady(train_s))),
+        "images_per_epoch": per_epoch_images,
         "epoch_s": round(statistics.median(steady(epochs)), 2),
         "epoch_s_all": epochs,
         "val_acc": round(float(trainer.callback_metrics["val/acc"]), 4),
@@ -218,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         report: dict[str, Any] = {
             "model": cfg.model.name,
             "batch_size": cfg.data.batch_size,
+            "steps_per_call": steps_per_call(cfg),
             "epochs": args.epochs,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,

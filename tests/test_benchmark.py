@@ -28,6 +28,15 @@ def test_benchmark_measures_framework_and_hand_loop(tiny_data, tmp_path, capsys)
     assert "framework / hand loop" in text and "keras" not in report
 
 
+@pytest.mark.parametrize("steps", [1, 4])
+def test_benchmark_counts_every_image_of_several_steps_per_call(tiny_data, tmp_path, capsys, steps):
+    overrides = [*tiny_overrides(tiny_data, tmp_path), f"module.steps_per_call={steps}"]
+    _, report = _report(capsys, ["--epochs", "2", *overrides])
+    assert report["steps_per_call"] == steps
+    # 512 training images in batches of 64: 8 optimizer steps an epoch either way
+    assert report["framework"]["images_per_epoch"] == 512
+
+
 def test_benchmark_runs_the_keras_peer_under_another_interpreter(tiny_data, tmp_path, capsys):
     if not benchmark.KERAS_PEER.is_file():
         pytest.skip("../shared/peers/keras_seed_cnn.py is not beside this checkout")
