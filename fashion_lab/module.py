@@ -132,10 +132,11 @@ class LitClassifier(pl.LightningModule):
         # Reading a GPU value makes the CPU wait for the GPU's queue of work, so on a GPU the
         # loss is read, checked and shown only every `log_every_n_steps` steps.
         value = loss.detach()
-        if value.device.type == "cpu" or batch_idx % self.trainer.log_every_n_steps == 0:
+        show = self._trainer is not None and batch_idx % self.trainer.log_every_n_steps == 0
+        if value.device.type == "cpu" or show:
             current, running = torch.stack([value, self._train_sums[0]]).tolist()
             self._check_divergence(current, running)
-            if self._trainer is not None and batch_idx % self.trainer.log_every_n_steps == 0:
+            if show:
                 # a CPU tensor: Lightning turns the progress bar's value into a number at
                 # every step, which for a GPU tensor would be a wait at every step
                 self.log("train/loss_step", torch.tensor(current), prog_bar=True)
@@ -261,14 +262,11 @@ class LitClassifier(pl.LightningModule):
         if not self.scheduler_factory:
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})
-        steps = self.trainer.estimated_stepping_batches
-        if self.steps_per_call > 1:  # Lightning counts training steps; max_steps optimizer steps
-            limit = self.trainer.max_steps
-            steps = (
-                steps * self.steps_per_call
-                if limit == -1
-                else min(steps * self.steps_per_call, limit)
-            )
+        # Lightning estimates training steps, each of them steps_per_call optimizer steps;
+        # max_steps counts optimizer steps
+        steps = self.trainer.estimated_stepping_batches * self.steps_per_call
+        if self.trainer.max_steps != -1:
+            steps = min(steps, self.trainer.max_steps)
         steps = int(steps)
         length = {
             k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None

@@ -75,6 +75,7 @@ def test_schedule_length_is_the_number_of_optimizer_steps(target, keyword):
 
     class FakeTrainer:
         estimated_stepping_batches = 123
+        max_steps = -1  # a Trainer's default: no step limit
 
     module.trainer = FakeTrainer()
     config = module.configure_optimizers()
