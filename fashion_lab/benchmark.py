@@ -62,7 +62,7 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, [recorder])
     trainer.fit(module, datamodule=datamodule)
     epochs = [h["epoch_s"] for h in recorder.history]
-    per_epoch_images = int(trainer.num_training_batches) * datamodule.train_batch_size
+    per_epoch_images = recorder.train_images // len(recorder.train_seconds_per_epoch)
     train_s = recorder.train_seconds_per_epoch
     return {
         "images_per_s": round(per_epoch_images * len(steady(train_s)) / sum(steady(train_s))),

@@ -38,7 +38,7 @@ class RunRecorder(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.train_images += len(batch[1]) * trainer.world_size
+        self.train_images += batch[1].numel() * trainer.world_size  # grouped: [m, B]
         if batch_idx == trainer.num_training_batches - 1:
             self._sync(pl_module)
             seconds = time.perf_counter() - self._epoch_start

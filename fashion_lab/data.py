@@ -281,6 +281,10 @@ class IndexBatches:
 
     Under distributed training each of `world_size` processes takes every world_size-th
     index of the same epoch order (training: equal shares, the remainder dropped).
+
+    With `group` > 1 (full batches only: `drop_last`), each item holds up to `group`
+    consecutive batches stacked as [m, batch_size, ...]; the epoch's last item holds the m
+    batches left, so the epoch has the same batches whatever the group.
     """
 
     def __init__(
@@ -294,16 +298,20 @@ class IndexBatches:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        group: int = 1,
     ) -> None:
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
+        self.group = group
         self.rank = rank
         self.world_size = world_size
         # Lightning looks for `sampler.set_epoch` (called each epoch) and a `batch_sampler`.
         self.sampler = EpochPermutation(len(images), shuffle=shuffle, seed=seed)
         self.batch_sampler = None
         self.drop_last = drop_last and self._local_size() >= batch_size
+        if group > 1 and not self.drop_last:
+            raise ValueError("grouped batches must be full batches (drop_last)")
 
     def _local_size(self) -> int:
         n = len(self.images)
@@ -311,15 +319,24 @@ class IndexBatches:
             return n // self.world_size
         return len(range(self.rank, n, self.world_size))
 
-    def __len__(self) -> int:
+    @property
+    def num_batches(self) -> int:
+        """Batches an epoch serves, grouped or not."""
         n = self._local_size()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_batches / self.group)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler.order()[self.rank :: self.world_size][: self._local_size()]
         order = order.to(self.images.device)  # one copy per epoch when the data is on a GPU
-        for i in range(len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+        b, batches = self.batch_size, self.num_batches
+        for first in range(0, batches, self.group):
+            m = min(self.group, batches - first)
+            index = order[first * b : (first + m) * b]
+            if self.group > 1:
+                index = index.view(m, b)
             yield self.images[index], self.labels[index]
 
 
@@ -404,6 +421,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         augment: options of `Augmentation`, applied to training batches only.
         device_resident: keep the uint8 dataset (55 MB) on the training device, so batches
             are gathered there and nothing is copied per step; None: on GPUs, not on the CPU.
+        steps_per_call: training batches served together, stacked [m, batch_size, ...]
+            (`module.steps_per_call`: the module makes one optimizer step per batch).
     """
 
     def __init__(
@@ -478,12 +497,10 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             len(images), generator=torch.Generator().manual_seed(self.split_seed)
         )
         val_index, train_index = order[: self.val_size], order[self.val_size :]
-        if self.train_batch_size > len(train_index):
-            served = f"data.batch_size={self.batch_size}" + (
-                f" x module.steps_per_call={self.steps_per_call}" if self.steps_per_call > 1 else ""
-            )
+        if self.batch_size > len(train_index):
             raise UserError(
-                f"{served} is larger than the training split ({len(train_index)} images); lower it."
+                f"data.batch_size={self.batch_size} is larger than the training split "
+                f"({len(train_index)} images); lower it."
             )
         self._splits["train"] = (images[train_index], labels[train_index])
         self._splits["val"] = (images[val_index], labels[val_index])
@@ -491,11 +508,6 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             self.data_dir, "test", verify_checksums=self.verify_checksums
         )
         self.mean, self.std = pixel_stats(self._splits["train"][0])
-
-    @property
-    def train_batch_size(self) -> int:
-        """Images per training batch served: `steps_per_call` optimizer steps' worth."""
-        return self.batch_size * self.steps_per_call
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels of `train`, `val` or `test` (after `setup`)."""
@@ -523,10 +535,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> IndexBatches:
         return IndexBatches(
             *self._served("train"),
-            self.train_batch_size,
+            self.batch_size,
             shuffle=True,
             seed=self.shuffle_seed,
             drop_last=True,
+            group=self.steps_per_call,
             **self._shard(),
         )
 
@@ -544,12 +557,16 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """On the device: uint8 -> [0, 1], augmentation when training, then normalization."""
+        """On the device: uint8 -> [0, 1], augmentation when training, then normalization.
+
+        Grouped batches [m, B, 1, H, W] are augmented as one batch of m * B images.
+        """
         x, y = batch
-        x = x.float() / 255.0
+        shape = x.shape
+        x = x.reshape(-1, *shape[-3:]).float() / 255.0
         if self.trainer is not None and self.trainer.training and self.augmentation.active:
             x = self.augmentation(x)
-        return (x - self.mean) / self.std, y
+        return ((x - self.mean) / self.std).view(shape), y
 
     def state_dict(self) -> dict:
         return {

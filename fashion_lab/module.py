@@ -43,9 +43,10 @@ class LitClassifier(pl.LightningModule):
         class_names: names shown in the figures and per-class metrics.
         channels_last: run the network in channels-last memory format (faster convolutions).
         num_prediction_samples: test images drawn in the prediction grid.
-        steps_per_call: optimizer steps per training step: each training batch holds that
-            many batches, stepped through in order (manual optimization), so Lightning's cost
-            per step is paid once for all of them. 1: Lightning's automatic optimization.
+        steps_per_call: optimizer steps per training step: each training batch holds up to
+            that many batches stacked [m, B, ...], stepped through in order (manual
+            optimization), so Lightning's cost per step is paid once for all of them; logs
+            keep the optimizer step as their x-axis. 1: Lightning's automatic optimization.
         gradient_clip_val, gradient_clip_algorithm: clipping, applied here when
             `steps_per_call` > 1 (otherwise the Trainer applies its own).
         config: the composed run config, stored in every checkpoint so that a checkpoint
@@ -127,12 +128,19 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best.reset()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        step = self._train_on if self.automatic_optimization else self._steps_through
-        loss = step(batch)
+        if self.automatic_optimization:
+            loss, lr = self._train_on(batch), None  # lr: read below, before the step
+            steps_after = self.global_step + 1  # Lightning steps the optimizer after this
+        else:
+            loss, lr = self._steps_through(batch)
+            steps_after = self.global_step
         # Reading a GPU value makes the CPU wait for the GPU's queue of work, so on a GPU the
-        # loss is read, checked and shown only every `log_every_n_steps` steps.
+        # loss is read, checked and shown only on the steps Lightning writes logs (those
+        # ending on a multiple of `log_every_n_steps`): a value shown on another step would
+        # be written later under a step it does not belong to.
         value = loss.detach()
-        show = self._trainer is not None and batch_idx % self.trainer.log_every_n_steps == 0
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        show = every > 0 and steps_after % every == 0
         if value.device.type == "cpu" or show:
             current, running = torch.stack([value, self._train_sums[0]]).tolist()
             self._check_divergence(current, running)
@@ -140,6 +148,9 @@ class LitClassifier(pl.LightningModule):
                 # a CPU tensor: Lightning turns the progress bar's value into a number at
                 # every step, which for a GPU tensor would be a wait at every step
                 self.log("train/loss_step", torch.tensor(current), prog_bar=True)
+                if lr is None:
+                    lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+                self.log("train/lr", torch.tensor(lr))
         return loss
 
     def _train_on(self, batch) -> torch.Tensor:
@@ -149,11 +160,17 @@ class LitClassifier(pl.LightningModule):
         self._train_images += len(y)
         return loss
 
-    def _steps_through(self, batch) -> torch.Tensor:
-        """`steps_per_call` optimizer steps, one per equal part of the batch, in order."""
+    def _steps_through(self, batch) -> tuple[torch.Tensor, float]:
+        """One optimizer step per batch of a stacked group [m, B, ...], in order, until
+        `trainer.max_steps`; Lightning's count of stepped batches, the x-axis of its logs,
+        then counts each of them too. The last step's loss and learning rate."""
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        for part in zip(*(t.chunk(self.steps_per_call) for t in batch), strict=True):
-            loss = self._train_on(part)
+        max_steps, stepped = self.trainer.max_steps, 0
+        for part in zip(*batch, strict=True):
+            if stepped and max_steps != -1 and self.global_step >= max_steps:
+                break
+            stepped += 1
+            loss, lr = self._train_on(part), optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.gradient_clip_val:
@@ -165,7 +182,10 @@ class LitClassifier(pl.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        return loss
+        # Lightning adds one after this call (private state, kept in checkpoints; pinned by
+        # tests/test_steps_per_call.py)
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped += stepped - 1
+        return loss, lr
 
     def _check_divergence(self, current: float | None = None, running: float | None = None):
         """Stop with a hint once a training loss was non-finite (`running`: the epoch's sum)."""
@@ -262,12 +282,7 @@ class LitClassifier(pl.LightningModule):
         if not self.scheduler_factory:
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})
-        # Lightning estimates training steps, each of them steps_per_call optimizer steps;
-        # max_steps counts optimizer steps
-        steps = self.trainer.estimated_stepping_batches * self.steps_per_call
-        if self.trainer.max_steps != -1:
-            steps = min(steps, self.trainer.max_steps)
-        steps = int(steps)
+        steps = self._optimizer_steps()
         length = {
             k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None
         }
@@ -276,6 +291,19 @@ class LitClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _optimizer_steps(self) -> int:
+        """The optimizer steps of the whole fit (the scheduler's length)."""
+        trainer = self.trainer
+        steps = trainer.estimated_stepping_batches  # training steps: calls, under a step limit
+        if self.steps_per_call > 1:
+            # a call steps once per batch it holds, and an epoch's last call may hold fewer
+            calls = trainer.num_training_batches
+            batches = min(calls * self.steps_per_call, trainer.train_dataloader.num_batches)
+            steps = steps * batches // calls  # whole epochs, or at least max_steps
+        if trainer.max_steps != -1:
+            steps = min(steps, trainer.max_steps)  # max_steps counts optimizer steps
+        return int(steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fashion_lab_config"] = self.config

@@ -213,6 +213,21 @@ def test_index_batches_drop_last():
     assert len(loader) == 2 and [len(y) for _, y in loader] == [4, 4]
 
 
+def test_index_batches_in_groups_serve_the_same_batches():
+    images = torch.arange(21, dtype=torch.uint8).view(21, 1, 1, 1)
+    labels = torch.arange(21)
+    plain = IndexBatches(images, labels, 2, shuffle=True, seed=5, drop_last=True)
+    grouped = IndexBatches(images, labels, 2, shuffle=True, seed=5, drop_last=True, group=4)
+    assert len(plain) == 10 and len(grouped) == 3
+    items = list(grouped)
+    assert [tuple(y.shape) for _, y in items] == [(4, 2), (4, 2), (2, 2)]
+    assert [tuple(x.shape) for x, _ in items][-1] == (2, 2, 1, 1, 1)
+    batches = [b for _, y in items for b in y]
+    assert all(torch.equal(a, b) for (_, a), b in zip(plain, batches, strict=True))
+    for x, y in items:
+        assert torch.equal(x.flatten(1).long(), y), "images and labels stay paired"
+
+
 def test_augmentation_flip_crop_erase():
     x = torch.rand(16, 1, 28, 28)
     assert torch.equal(Augmentation(hflip=1.0)(x), x.flip(-1))

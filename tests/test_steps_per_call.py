@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import compose_run, run_cli, tiny_overrides
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lab.errors import UserError
 from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
 
 
-def _fit(tiny_data, tmp_path, name: str, *extra: str):
+def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=()):
     overrides = [
         *tiny_overrides(tiny_data, tmp_path / name),
         "trainer.max_epochs=2",
@@ -24,18 +26,31 @@ def _fit(tiny_data, tmp_path, name: str, *extra: str):
     cfg = compose_run(overrides, tmp_path / name)
     pl.seed_everything(0, verbose=False)
     module = build_module(cfg, build_model(cfg))  # dropout draws follow the same order
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, callbacks)
     trainer.fit(module, datamodule=build_datamodule(cfg))
     return module, trainer
 
 
-@pytest.mark.parametrize("extra", [(), ("trainer.gradient_clip_val=0.05",)])
-def test_four_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, extra):
-    # 512 training images, batch 64: 8 optimizer steps an epoch either way
+def _scalars(trainer: pl.Trainer) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar the run wrote to TensorBoard: tag -> [(step, value)]."""
+    events = EventAccumulator(trainer.logger.log_dir)
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("k", "extra"), [(4, ()), (4, ("trainer.gradient_clip_val=0.05",)), (3, ())]
+)
+def test_several_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, k, extra):
+    # 512 training images, batch 64: 8 optimizer steps an epoch either way (k=3: the third
+    # call of an epoch holds the two batches left)
     one, one_trainer = _fit(tiny_data, tmp_path, "one", *extra)
-    four, four_trainer = _fit(tiny_data, tmp_path, "four", "module.steps_per_call=4", *extra)
+    four, four_trainer = _fit(tiny_data, tmp_path, "k", f"module.steps_per_call={k}", *extra)
     assert not four.automatic_optimization
-    assert one_trainer.num_training_batches == 8 and four_trainer.num_training_batches == 2
+    assert one_trainer.num_training_batches == 8
+    assert four_trainer.num_training_batches == math.ceil(8 / k)
     assert one_trainer.global_step == four_trainer.global_step == 16
     lr = [t.optimizers[0].param_groups[0]["lr"] for t in (one_trainer, four_trainer)]
     assert lr[0] == pytest.approx(lr[1]), "the schedule ran over the same number of steps"
@@ -45,6 +60,57 @@ def test_four_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, extra):
     for key in ("train/loss", "train/acc", "val/acc"):
         a, b = one_trainer.callback_metrics[key], four_trainer.callback_metrics[key]
         assert torch.allclose(a, b, atol=1e-5), key
+
+
+def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
+    one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6")
+    four, trainer = _fit(
+        tiny_data, tmp_path, "four", "trainer.max_steps=6", "module.steps_per_call=4"
+    )
+    assert trainer.global_step == 6
+    for a, b in zip(one.net.parameters(), four.net.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+class StepLosses(pl.Callback):
+    """The loss and learning rate of every optimizer step, in order (automatic optimization)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_the_step_loss_is_written_at_its_own_step(tiny_data, tmp_path):
+    # 8 steps an epoch, a log every 3: logs end on steps 3, 6, 9, ... across epochs, and the
+    # value written at TensorBoard step s (0-based) is the loss (and learning rate) of step s,
+    # not of an older one
+    record = StepLosses()
+    _, trainer = _fit(tiny_data, tmp_path, "one", "trainer.log_every_n_steps=3", callbacks=[record])
+    scalars = _scalars(trainer)
+    for tag, values in (("train/loss_step", record.losses), ("train/lr", record.lrs)):
+        assert [step for step, _ in scalars[tag]] == [2, 5, 8, 11, 14], tag
+        for step, value in scalars[tag]:
+            assert value == pytest.approx(values[step], rel=1e-5), (tag, step)
+
+
+def test_logs_keep_the_optimizer_step_as_their_x_axis(tiny_data, tmp_path):
+    runs = [
+        _scalars(_fit(tiny_data, tmp_path, name, "trainer.log_every_n_steps=4", *extra)[1])
+        for name, extra in (("one", ()), ("four", ("module.steps_per_call=4",)))
+    ]
+    assert runs[0].keys() == runs[1].keys()
+    assert {"train/loss_step", "train/lr", "train/loss", "val/acc"} <= runs[0].keys()
+    for tag, written in runs[0].items():
+        steps = [step for step, _ in written]
+        assert steps == [step for step, _ in runs[1][tag]], tag
+        assert [v for _, v in written] == pytest.approx([v for _, v in runs[1][tag]], abs=1e-4)
+    assert [s for s, _ in runs[0]["train/loss_step"]] == [3, 7, 11, 15]
 
 
 def test_clipping_is_applied_by_the_module(tiny_data, tmp_path):
