@@ -41,8 +41,12 @@ class SyncCounter(pl.Callback):
         self.steps += 1
 
 
-def test_training_steps_read_the_gpu_only_every_log_every_n_steps(tiny_data, tmp_path):
+@pytest.mark.parametrize("steps_per_call", [1, 4])
+def test_training_steps_read_the_gpu_only_every_log_every_n_steps(
+    tiny_data, tmp_path, steps_per_call
+):
     overrides = [
+        f"module.steps_per_call={steps_per_call}",
         *tiny_overrides(tiny_data, tmp_path),
         "trainer=gpu",
         "trainer.max_epochs=2",
@@ -60,6 +64,6 @@ def test_training_steps_read_the_gpu_only_every_log_every_n_steps(tiny_data, tmp
         trainer.fit(build_module(cfg, build_model(cfg)), datamodule=build_datamodule(cfg))
     torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
-    assert counter.steps == 64
-    # one read (loss and running sum together) every 4th step, nothing in between
-    assert len(syncs) <= counter.steps // 4, [str(w.message) for w in syncs[:5]]
+    assert counter.steps == 64 // steps_per_call and trainer.global_step == 64
+    # one read (loss and running sum together) every 4th optimizer step, nothing in between
+    assert len(syncs) <= 64 // 4, [str(w.message) for w in syncs[:5]]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# GPU session 4 (issue 5): what module.steps_per_call does on the GPU. Run from the repository
+# root on a CUDA machine (under 10 minutes on an H100); every command prints its own figures.
+#   bash experiments/gpu/steps_per_call.sh 2>&1 | tee steps_per_call.log
+set -u
+log=${LOG_DIR:-outputs/gpu_steps_per_call}
+mkdir -p "$log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__)"
+step() { echo; echo "=== $*"; local t=$SECONDS; "$@"; echo "=== exit $? after $((SECONDS - t)) s"; }
+show() { python -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('model','test_acc','val_acc_best','train_time_s','train_images_per_s','wall_time_s')})" "$1"; }
+
+step python -m pytest -q -p no:cacheprovider tests/test_gpu.py
+# the issue's cnn figure: batch 1024, one to sixteen optimizer steps per Lightning step
+bench="python -m fashion_lab.benchmark --epochs 4 trainer=gpu data.batch_size=1024 data.eval_batch_size=5000"
+for k in 1 4 8 16; do step $bench module.steps_per_call=$k; done
+step python -m fashion_lab.benchmark --epochs 4 trainer=gpu module.steps_per_call=8
+for m in dilated_v2 resnet; do
+  step python -m fashion_lab.benchmark --epochs 2 trainer=gpu model=$m data.batch_size=256 module.steps_per_call=4
+done
+# the 10-second recipe with and without several steps per call
+for k in 1 8; do
+  for seed in 0 1 2; do
+    echo; echo "=== fast_gpu seed=$seed module.steps_per_call=$k"
+    python -m fashion_lab experiment=fast_gpu trainer=gpu seed=$seed module.steps_per_call=$k \
+      paths.log_dir="$log" print_config=false trainer.enable_progress_bar=false 2>&1 | tail -n 1
+    show "$(ls -td "$log"/runs/*/ | head -n 1)/results.json"
+  done
+done
