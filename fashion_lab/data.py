@@ -566,7 +566,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         x = x.reshape(-1, *shape[-3:]).float() / 255.0
         if self.trainer is not None and self.trainer.training and self.augmentation.active:
             x = self.augmentation(x)
-        return ((x - self.mean) / self.std).view(shape), y
+        return ((x - self.mean) / self.std).reshape(shape), y
 
     def state_dict(self) -> dict:
         return {

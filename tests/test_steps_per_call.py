@@ -62,6 +62,13 @@ def test_several_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, k, e
         assert torch.allclose(a, b, atol=1e-5), key
 
 
+def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
+    augment = ("data.augment.crop_padding=2", "data.augment.hflip=0.5", "data.augment.erasing=0.5")
+    _, trainer = _fit(tiny_data, tmp_path, "aug", "module.steps_per_call=3", *augment)
+    assert trainer.global_step == 16
+    assert float(trainer.callback_metrics["val/acc"]) > 0.5, "the synthetic classes are learnable"
+
+
 def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
     one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6")
     four, trainer = _fit(
