@@ -15,7 +15,7 @@ from fashion_lab.errors import UserError
 from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
 
 
-def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=()):
+def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=None):
     overrides = [
         *tiny_overrides(tiny_data, tmp_path / name),
         "trainer.max_epochs=2",
@@ -27,7 +27,7 @@ def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=()):
     pl.seed_everything(0, verbose=False)
     module = build_module(cfg, build_model(cfg))  # dropout draws follow the same order
     trainer = build_trainer(cfg, callbacks)
-    trainer.fit(module, datamodule=build_datamodule(cfg))
+    trainer.fit(module, datamodule=build_datamodule(cfg), ckpt_path=ckpt_path)
     return module, trainer
 
 
@@ -118,6 +118,30 @@ def test_logs_keep_the_optimizer_step_as_their_x_axis(tiny_data, tmp_path):
         assert steps == [step for step, _ in runs[1][tag]], tag
         assert [v for _, v in written] == pytest.approx([v for _, v in runs[1][tag]], abs=1e-4)
     assert [s for s, _ in runs[0]["train/loss_step"]] == [3, 7, 11, 15]
+
+
+class SaveAfterFirstEpoch(pl.Callback):
+    """Saves a checkpoint where ModelCheckpoint does, after the first epoch's validation."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 0:
+            trainer.save_checkpoint(self.path)
+
+
+def test_a_resumed_run_keeps_counting_optimizer_steps(tiny_data, tmp_path):
+    recipe = ("module.steps_per_call=4", "trainer.log_every_n_steps=4")
+    saved = tmp_path / "epoch0.ckpt"
+    _, trainer = _fit(tiny_data, tmp_path, "whole", *recipe, callbacks=[SaveAfterFirstEpoch(saved)])
+    whole = _scalars(trainer)
+    _, resumed = _fit(tiny_data, tmp_path, "resumed", *recipe, ckpt_path=saved)
+    assert resumed.global_step == 16
+    part = _scalars(resumed)  # the second epoch only
+    for tag in ("train/loss_step", "train/lr", "train/loss", "val/acc"):
+        assert [s for s, _ in part[tag]] == [s for s, _ in whole[tag]][-len(part[tag]) :], tag
+        assert min(s for s, _ in part[tag]) >= 7, tag
 
 
 def test_clipping_is_applied_by_the_module(tiny_data, tmp_path):
