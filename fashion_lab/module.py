@@ -103,6 +103,7 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints: a resumed run keeps its best
         self.confusion: dict[str, torch.Tensor] = {}
+        self._resumed_schedule: int | None = None  # the schedule length of a resumed checkpoint
         self.samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,6 +287,13 @@ class LitClassifier(pl.LightningModule):
         length = {
             k: steps for k in ("total_steps", "T_max") if k in keywords and keywords[k] is None
         }
+        if length and self._resumed_schedule not in (None, steps):
+            # the checkpoint's scheduler state would replace the length, then run out of steps
+            raise UserError(
+                f"The checkpoint's learning-rate schedule lasts {self._resumed_schedule} "
+                f"optimizer steps and this run's settings make {steps}; resume with the "
+                f"settings the run was started with (trainer.max_epochs, data.batch_size)."
+            )
         scheduler = self.scheduler_factory(optimizer=optimizer, **length)
         return {
             "optimizer": optimizer,
@@ -307,3 +315,7 @@ class LitClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fashion_lab_config"] = self.config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("lr_schedulers") or [{}]
+        self._resumed_schedule = states[0].get("total_steps") or states[0].get("T_max")

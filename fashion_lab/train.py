@@ -191,10 +191,10 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: Mapping[str, floa
             logger.experiment.flush()
 
 
-def write_results(output_dir: Path, results: Mapping[str, Any]) -> Path:
-    """Write results.json atomically (a kill never leaves half a file)."""
+def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "results.json") -> Path:
+    """Write results.json (or `name`) atomically (a kill never leaves half a file)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "results.json"
+    path = output_dir / name
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, path)
@@ -330,7 +330,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best_epoch = max(recorder.history, key=lambda h: h.get("val/acc") or -1.0)
             results["best_epoch"] = best_epoch["epoch"]
         if _is_rank_zero():
-            write_results(output_dir, results)
+            # a failed attempt to resume a finished run leaves the finished run's results
+            finished = (read_results(output_dir) or {}).get("status") == "completed"
+            failed = results["status"] != "completed"
+            write_results(
+                output_dir,
+                results,
+                "results.failed.json" if finished and failed else "results.json",
+            )
 
 
 def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:

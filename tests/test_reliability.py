@@ -70,6 +70,21 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     assert [h["val/acc"] for h in after["history"]] == [h["val/acc"] for h in before["history"]]
 
 
+def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    finished = _results(tmp_path)
+    [run_dir] = tmp_path.glob("runs/*")
+    longer = run_cli(*tiny_overrides(tiny_data, tmp_path), f"ckpt_path={run_dir}")
+    assert longer.returncode == 2
+    last = longer.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: The checkpoint's learning-rate schedule lasts 8 optimizer")
+    assert "this run's settings make 16" in last and last.endswith(".")
+    assert _results(tmp_path) == finished, "the finished run's results stay"
+    failed = json.loads((run_dir / "results.failed.json").read_text())
+    assert failed["status"] == "failed" and "learning-rate schedule" in failed["error"]
+
+
 def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
     runs = []
     for name in ("first", "second"):
