@@ -3,13 +3,8 @@
 # stopped waiting for the GPU, and candidates for the 10-second recipe. Run from the repository
 # root on a CUDA machine; every command prints its own figures.
 #   bash experiments/gpu/speed.sh 2>&1 | tee speed.log
-set -u
-log=${LOG_DIR:-outputs/gpu_speed}
-mkdir -p "$log"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__)"
-step() { echo; echo "=== $*"; local t=$SECONDS; "$@"; echo "=== exit $? after $((SECONDS - t)) s"; }
-show() { python -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('model','test_acc','val_acc_best','train_time_s','train_images_per_s','wall_time_s')})" "$1"; }
+log=outputs/gpu_speed
+source "$(dirname "$0")/common.sh"
 
 step python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 bench="python -m fashion_lab.benchmark --epochs 4 trainer=gpu"

@@ -2,13 +2,8 @@
 # GPU session 4 (issue 5): what module.steps_per_call does on the GPU. Run from the repository
 # root on a CUDA machine (under 10 minutes on an H100); every command prints its own figures.
 #   bash experiments/gpu/steps_per_call.sh 2>&1 | tee steps_per_call.log
-set -u
-log=${LOG_DIR:-outputs/gpu_steps_per_call}
-mkdir -p "$log"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__)"
-step() { echo; echo "=== $*"; local t=$SECONDS; "$@"; echo "=== exit $? after $((SECONDS - t)) s"; }
-show() { python -c "import json,sys; r=json.load(open(sys.argv[1])); print({k: r.get(k) for k in ('model','test_acc','val_acc_best','train_time_s','train_images_per_s','wall_time_s')})" "$1"; }
+log=outputs/gpu_steps_per_call
+source "$(dirname "$0")/common.sh"
 
 step python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 # the issue's cnn figure: batch 1024, one to sixteen optimizer steps per Lightning step
