@@ -135,23 +135,21 @@ class LitClassifier(pl.LightningModule):
         else:
             loss, lr = self._steps_through(batch)
             steps_after = self.global_step
-        # Reading a GPU value makes the CPU wait for the GPU's queue of work, so on a GPU the
-        # loss is read, checked and shown only on the steps Lightning writes logs (those
-        # ending on a multiple of `log_every_n_steps`): a value shown on another step would
-        # be written later under a step it does not belong to.
-        value = loss.detach()
+        # The loss is read, checked and shown only on the steps Lightning writes logs (those
+        # ending on a multiple of `log_every_n_steps`): reading a GPU value makes the CPU wait
+        # for the GPU's queue of work, and even on a CPU a read every step costs a small
+        # network several percent; a value shown on another step would be written later under
+        # a step it does not belong to. Divergence in between is found from the running sum.
         every = self.trainer.log_every_n_steps if self._trainer is not None else 0
-        show = every > 0 and steps_after % every == 0
-        if value.device.type == "cpu" or show:
-            current, running = torch.stack([value, self._train_sums[0]]).tolist()
+        if every > 0 and steps_after % every == 0:
+            current, running = torch.stack([loss.detach(), self._train_sums[0]]).tolist()
             self._check_divergence(current, running)
-            if show:
-                # a CPU tensor: Lightning turns the progress bar's value into a number at
-                # every step, which for a GPU tensor would be a wait at every step
-                self.log("train/loss_step", torch.tensor(current), prog_bar=True)
-                if lr is None:
-                    lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-                self.log("train/lr", torch.tensor(lr))
+            # a CPU tensor: Lightning turns the progress bar's value into a number at every
+            # step, which for a GPU tensor would be a wait at every step
+            self.log("train/loss_step", torch.tensor(current), prog_bar=True)
+            if lr is None:
+                lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log("train/lr", torch.tensor(lr))
         return loss
 
     def _train_on(self, batch) -> torch.Tensor:

@@ -38,16 +38,25 @@ def test_channels_last_gives_the_same_logits():
     assert torch.allclose(a(x), b(x), atol=1e-5)
 
 
-def test_non_finite_loss_stops_training_with_a_hint():
+@pytest.mark.parametrize(("step", "stops"), [(2, True), (1, False)])
+def test_a_non_finite_loss_stops_training_at_the_next_logging_step(step, stops):
+    # the loss is read on the steps Lightning writes logs: those ending on a multiple of
+    # log_every_n_steps (here 3; Lightning steps the optimizer after the training step)
     module = _module()
+    module._trainer = SimpleNamespace(global_step=step, current_epoch=0, log_every_n_steps=3)
     x = torch.full((4, 1, 28, 28), float("nan"))
-    with pytest.raises(DivergenceError, match=r"loss became nan at step 0 .*optimizer.lr"):
-        module.training_step((x, torch.zeros(4, dtype=torch.long)), 0)
+    batch = (x, torch.zeros(4, dtype=torch.long))
+    if stops:
+        with pytest.raises(DivergenceError, match=r"loss became nan at step 2 .*optimizer.lr"):
+            module.training_step(batch, step)
+    else:
+        assert module.training_step(batch, step).isnan()
+        assert module._train_sums[0].isnan()  # found at the next read or the epoch's end
 
 
-def test_a_non_finite_loss_between_gpu_reads_is_found_from_the_running_sum():
-    # on a GPU the loss is read every log_every_n_steps steps; a NaN in between stays in the
-    # epoch's running loss sum, which the next read (or the epoch's end) sees
+def test_a_non_finite_loss_between_reads_is_found_from_the_running_sum():
+    # the loss is read every log_every_n_steps steps; a NaN in between stays in the epoch's
+    # running loss sum, which the next read (or the epoch's end) sees
     module = _module()
     module._check_divergence(current=0.5, running=12.0)  # healthy: no error
     with pytest.raises(DivergenceError, match=r"loss became non-finite at step 0 \(epoch 0\)"):
