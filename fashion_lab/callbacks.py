@@ -1,4 +1,4 @@
-"""Callbacks that measure a run for its results.json."""
+"""Callbacks: the measures of a run for its results.json, per-epoch seeding, the progress bar."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 
 
 def _scalar(value) -> float | None:
@@ -84,3 +85,29 @@ class EpochSeeder(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         torch.manual_seed(self.seed * 100_003 + trainer.current_epoch)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, counting batches (optimizer steps), not training calls.
+
+    Under `module.steps_per_call` K > 1 each Lightning training step holds up to K batches;
+    Lightning's own bar would count those calls, a quarter of the epoch's batches at K=4.
+    """
+
+    def _steps_per_call(self) -> int:
+        return getattr(self.trainer.lightning_module, "steps_per_call", 1)
+
+    @property
+    def total_train_batches(self) -> int | float:
+        k = self._steps_per_call()
+        if k == 1:
+            return super().total_train_batches
+        trainer = self.trainer
+        total = min(trainer.num_training_batches * k, trainer.train_dataloader.num_batches)
+        if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps - trainer.global_step)
+        return total
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        done = min((batch_idx + 1) * self._steps_per_call(), self.total_train_batches)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)

@@ -29,7 +29,7 @@ from torch import nn
 
 from fashion_lab import sweep
 from fashion_lab.callbacks import EpochSeeder, RunRecorder
-from fashion_lab.checkpoints import AtomicCheckpointIO, resolve_checkpoint
+from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError
@@ -64,9 +64,58 @@ def instantiate(node: Any, **kwargs) -> Any:
         ) from None
 
 
+CPU_STEPS_PER_CALL = 4
+"""`module.steps_per_call` that null picks on a CPU: the fastest measured there (RESULTS.md)."""
+
+
 def steps_per_call(cfg: DictConfig) -> int:
-    """Optimizer steps per Lightning training step (`module.steps_per_call`, default 1)."""
-    return (cfg.get("module") or {}).get("steps_per_call", 1)
+    """Optimizer steps per Lightning training step (`module.steps_per_call`).
+
+    null picks the fastest measured for the device where grouping changes nothing a user
+    counts: CPU_STEPS_PER_CALL for one CPU process; 1 on GPUs (not measured yet), under
+    several processes or gradient accumulation (which refuse groups), and where
+    `limit_train_batches` or `val_check_interval` count batches (they would count calls).
+    """
+    value = (cfg.get("module") or {}).get("steps_per_call", 1)
+    if value is not None:
+        return value  # checked by the DataModule
+    trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
+    one_cpu_process = (
+        trainer["accelerator"] == "cpu"
+        and trainer.get("devices", "auto") in (1, "1", "auto")
+        and trainer.get("num_nodes", 1) == 1
+        and trainer.get("strategy", "auto") in ("auto", "single_device")
+    )
+    counts_batches = any(
+        isinstance(trainer.get(key), int) and not isinstance(trainer.get(key), bool)
+        for key in ("limit_train_batches", "val_check_interval")
+    )
+    if one_cpu_process and trainer.get("accumulate_grad_batches", 1) == 1 and not counts_batches:
+        return CPU_STEPS_PER_CALL
+    return 1
+
+
+def keep_steps_per_call(cfg: DictConfig, checkpoint: Path) -> None:
+    """A resumed fit serves batches grouped as its checkpoint's run did.
+
+    Lightning's saved loop state counts training calls, and under `steps_per_call` 1
+    (automatic optimization) it counts optimizer steps elsewhere than above 1: resumed with
+    another value, a run would redo part of an epoch or restart its step count. null takes
+    the checkpoint's value (a GPU run resumed on a CPU keeps the GPU's).
+
+    Raises:
+        UserError: the run sets a value other than the checkpoint's.
+    """
+    stored = load_checkpoint(checkpoint).get("fashion_lab_config") or {}
+    trained = (stored.get("module") or {}).get("steps_per_call") or 1
+    given = cfg.module.get("steps_per_call")
+    if given is None:
+        cfg.module.steps_per_call = trained
+    elif given != trained:
+        raise UserError(
+            f"The checkpoint was trained with module.steps_per_call={trained} and this run "
+            f"sets {given}; resume with module.steps_per_call={trained} (or null)."
+        )
 
 
 def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
@@ -92,6 +141,8 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
         net = torch.compile(net)
+    config = to_dict(cfg)  # stored in checkpoints, with the value null picked
+    config["module"]["steps_per_call"] = steps_per_call(cfg)
     return LitClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
@@ -102,7 +153,7 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
         steps_per_call=steps_per_call(cfg),
         gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
         gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
-        config=to_dict(cfg),
+        config=config,
     )
 
 
@@ -265,6 +316,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
+        if resume is not None and cfg.train:
+            keep_steps_per_call(cfg, resume)
         if cfg.seed is not None:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             callbacks.append(EpochSeeder(cfg.seed))
@@ -277,6 +330,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             device=str(trainer.strategy.root_device),
             precision=str(trainer.precision),
             batch_size=cfg.data.batch_size,
+            steps_per_call=steps_per_call(cfg),
         )
         metrics: dict[str, float] = {}
         if cfg.train:

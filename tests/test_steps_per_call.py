@@ -11,8 +11,16 @@ import torch
 from conftest import compose_run, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lab.callbacks import StepProgressBar
 from fashion_lab.errors import UserError
-from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
+from fashion_lab.train import (
+    CPU_STEPS_PER_CALL,
+    build_datamodule,
+    build_model,
+    build_module,
+    build_trainer,
+    steps_per_call,
+)
 
 
 def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=None):
@@ -46,7 +54,7 @@ def _scalars(trainer: pl.Trainer) -> dict[str, list[tuple[int, float]]]:
 def test_several_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, k, extra):
     # 512 training images, batch 64: 8 optimizer steps an epoch either way (k=3: the third
     # call of an epoch holds the two batches left)
-    one, one_trainer = _fit(tiny_data, tmp_path, "one", *extra)
+    one, one_trainer = _fit(tiny_data, tmp_path, "one", "module.steps_per_call=1", *extra)
     four, four_trainer = _fit(tiny_data, tmp_path, "k", f"module.steps_per_call={k}", *extra)
     assert not four.automatic_optimization
     assert one_trainer.num_training_batches == 8
@@ -70,7 +78,7 @@ def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
 
 
 def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
-    one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6")
+    one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6", "module.steps_per_call=1")
     four, trainer = _fit(
         tiny_data, tmp_path, "four", "trainer.max_steps=6", "module.steps_per_call=4"
     )
@@ -98,7 +106,14 @@ def test_the_step_loss_is_written_at_its_own_step(tiny_data, tmp_path):
     # value written at TensorBoard step s (0-based) is the loss (and learning rate) of step s,
     # not of an older one
     record = StepLosses()
-    _, trainer = _fit(tiny_data, tmp_path, "one", "trainer.log_every_n_steps=3", callbacks=[record])
+    _, trainer = _fit(
+        tiny_data,
+        tmp_path,
+        "one",
+        "module.steps_per_call=1",
+        "trainer.log_every_n_steps=3",
+        callbacks=[record],
+    )
     scalars = _scalars(trainer)
     for tag, values in (("train/loss_step", record.losses), ("train/lr", record.lrs)):
         assert [step for step, _ in scalars[tag]] == [2, 5, 8, 11, 14], tag
@@ -109,7 +124,10 @@ def test_the_step_loss_is_written_at_its_own_step(tiny_data, tmp_path):
 def test_logs_keep_the_optimizer_step_as_their_x_axis(tiny_data, tmp_path):
     runs = [
         _scalars(_fit(tiny_data, tmp_path, name, "trainer.log_every_n_steps=4", *extra)[1])
-        for name, extra in (("one", ()), ("four", ("module.steps_per_call=4",)))
+        for name, extra in (
+            ("one", ("module.steps_per_call=1",)),
+            ("four", ("module.steps_per_call=4",)),
+        )
     ]
     assert runs[0].keys() == runs[1].keys()
     assert {"train/loss_step", "train/lr", "train/loss", "val/acc"} <= runs[0].keys()
@@ -172,3 +190,95 @@ def test_the_command_line_run_records_every_image(tiny_data, tmp_path):
     results = json.loads(path.read_text())
     assert results["status"] == "completed" and results["test_acc"] > 0.5
     assert results["train_images_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((), CPU_STEPS_PER_CALL),
+        (("module.steps_per_call=2",), 2),
+        (("trainer=ddp",), 1),
+        (("trainer.accumulate_grad_batches=2",), 1),
+        (("trainer.limit_train_batches=5",), 1),
+        (("trainer.limit_train_batches=0.5",), CPU_STEPS_PER_CALL),
+        (("+trainer.val_check_interval=4",), 1),
+    ],
+)
+def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, extra, expected):
+    cfg = compose_run(["trainer.accelerator=cpu", *extra], tmp_path)
+    assert cfg.module.steps_per_call is None or extra
+    assert steps_per_call(cfg) == expected
+
+
+class Bar(StepProgressBar):
+    """Records what the bar would show after each training call: (completed, total)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[tuple[int, int]] = []
+
+    def _update(self, progress_bar_id, current: int, visible: bool = True, hard=False) -> None:
+        if progress_bar_id is not None and progress_bar_id == self.train_progress_bar_id:
+            self.shown.append((current, self.total_train_batches))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_progress_bar_counts_batches(tiny_data, tmp_path, k):
+    bar = Bar()
+    _fit(
+        tiny_data,
+        tmp_path,
+        "bar",
+        f"module.steps_per_call={k}",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=true",
+        "~callbacks.progress_bar",
+        callbacks=[bar],
+    )
+    # 8 batches an epoch: calls of 3, 3 and 2 batches at k=3
+    expected = {1: list(range(1, 9)), 3: [3, 6, 8]}[k]
+    assert bar.shown == [(n, 8) for n in expected]
+
+
+def _checkpoint(tiny_data, tmp_path, k: int):
+    saved = tmp_path / f"epoch0-k{k}.ckpt"
+    _, trainer = _fit(
+        tiny_data,
+        tmp_path,
+        f"whole{k}",
+        f"module.steps_per_call={k}",
+        callbacks=[SaveAfterFirstEpoch(saved)],
+    )
+    return saved, trainer
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_resumed_run_groups_batches_as_its_checkpoint_did(tiny_data, tmp_path, k):
+    # a GPU run (1) resumed on a CPU (4 by default), and the other way round: null takes the
+    # checkpoint's value, and the run ends where the uninterrupted one did
+    saved, whole = _checkpoint(tiny_data, tmp_path, k)
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path / "resumed"), f"ckpt_path={saved}", "test=false"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [path] = (tmp_path / "resumed").rglob("results.json")
+    results = json.loads(path.read_text())
+    assert results["status"] == "completed" and results["epochs"] == 2
+    last = torch.load(path.parent / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == whole.global_step == 16
+    config = torch.load(saved, weights_only=True)["fashion_lab_config"]
+    assert config["module"]["steps_per_call"] == k  # the value null picked, stored
+
+
+def test_resuming_with_another_steps_per_call_is_one_sentence(tiny_data, tmp_path):
+    saved, _ = _checkpoint(tiny_data, tmp_path, 4)
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path / "resumed"),
+        f"ckpt_path={saved}",
+        "module.steps_per_call=1",
+    )
+    assert done.returncode == 2
+    assert (
+        "Error: The checkpoint was trained with module.steps_per_call=4 and this run sets 1; "
+        "resume with module.steps_per_call=4 (or null)." in done.stderr
+    )
