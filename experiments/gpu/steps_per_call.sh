@@ -9,6 +9,7 @@ step python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 # the cnn figure: batch 1024, one to sixteen optimizer steps per Lightning step
 bench="python -m fashion_lab.benchmark --epochs 4 trainer=gpu data.batch_size=1024 data.eval_batch_size=5000"
 for k in 1 4 8 16; do step $bench module.steps_per_call=$k; done
+step $bench module.steps_per_call=1 optimizer.fused=false  # what the fused optimizer does there
 step python -m fashion_lab.benchmark --epochs 4 trainer=gpu module.steps_per_call=8
 for m in dilated_v2 resnet; do
   step python -m fashion_lab.benchmark --epochs 2 trainer=gpu model=$m data.batch_size=256 module.steps_per_call=4
