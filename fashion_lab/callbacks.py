@@ -39,7 +39,12 @@ class RunRecorder(pl.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.train_images += batch[1].numel() * trainer.world_size  # grouped: [m, B]
+        # the images trained on: a call of grouped batches [m, B] that `max_steps` stops
+        # part-way trains on fewer than it holds
+        images = getattr(pl_module, "call_images", None)
+        if images is None:
+            images = batch[1].numel()
+        self.train_images += images * trainer.world_size
         if batch_idx == trainer.num_training_batches - 1:
             self._sync(pl_module)
             seconds = time.perf_counter() - self._epoch_start

@@ -89,6 +89,7 @@ class LitClassifier(pl.LightningModule):
         # divergence is found without reading a GPU value every step.
         self.register_buffer("_train_sums", torch.zeros(2), persistent=False)
         self._train_images = 0
+        self.call_images = 0  # the images the last training step trained on (RunRecorder)
         self._checked_step = -1  # global step of the last divergence check
         eval_metrics = MetricCollection(
             {
@@ -129,12 +130,14 @@ class LitClassifier(pl.LightningModule):
         self.val_acc_best.reset()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        before = self._train_images
         if self.automatic_optimization:
             loss, lr = self._train_on(batch), None  # lr: read below, before the step
             steps_after = self.global_step + 1  # Lightning steps the optimizer after this
         else:
             loss, lr = self._steps_through(batch)
             steps_after = self.global_step
+        self.call_images = self._train_images - before  # this process's, this call's
         # The loss is read, checked and shown only on the steps Lightning writes logs (those
         # ending on a multiple of `log_every_n_steps`): reading a GPU value makes the CPU wait
         # for the GPU's queue of work, and even on a CPU a read every step costs a small

@@ -11,7 +11,7 @@ import torch
 from conftest import compose_run, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab.callbacks import StepProgressBar
+from fashion_lab.callbacks import RunRecorder, StepProgressBar
 from fashion_lab.errors import UserError
 from fashion_lab.train import (
     CPU_STEPS_PER_CALL,
@@ -79,10 +79,17 @@ def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
 
 def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
     one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6", "module.steps_per_call=1")
+    recorder = RunRecorder()
     four, trainer = _fit(
-        tiny_data, tmp_path, "four", "trainer.max_steps=6", "module.steps_per_call=4"
+        tiny_data,
+        tmp_path,
+        "four",
+        "trainer.max_steps=6",
+        "module.steps_per_call=4",
+        callbacks=[recorder],
     )
     assert trainer.global_step == 6
+    assert recorder.train_images == 6 * 64, "the images/s count only the batches trained on"
     for a, b in zip(one.net.parameters(), four.net.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
