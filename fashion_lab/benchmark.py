@@ -38,6 +38,7 @@ from fashion_lab.train import (
     build_model,
     build_module,
     build_trainer,
+    seed_run,
     steps_per_call,
 )
 
@@ -56,10 +57,11 @@ def steady(values: list[float]) -> list[float]:
 
 def framework_path(cfg: DictConfig) -> dict[str, Any]:
     """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
+    seeding = seed_run(cfg)  # as a training run is: the same seed, the same accuracy
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, build_model(cfg))
     recorder = RunRecorder()
-    trainer = build_trainer(cfg, [recorder])
+    trainer = build_trainer(cfg, [recorder, *seeding])
     trainer.fit(module, datamodule=datamodule)
     epochs = [h["epoch_s"] for h in recorder.history]
     per_epoch_images = recorder.train_images // len(recorder.train_seconds_per_epoch)
@@ -70,6 +72,7 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
         "epoch_s": round(statistics.median(steady(epochs)), 2),
         "epoch_s_all": epochs,
         "val_acc": round(float(trainer.callback_metrics["val/acc"]), 4),
+        "val_loss": round(float(trainer.callback_metrics["val/loss"]), 4),
         "device": str(trainer.strategy.root_device),
         "precision": str(trainer.precision),
     }

@@ -118,6 +118,14 @@ def keep_steps_per_call(cfg: DictConfig, checkpoint: Path) -> None:
         )
 
 
+def seed_run(cfg: DictConfig) -> list[pl.Callback]:
+    """Seed everything from `cfg.seed` (null: leave unseeded); the callbacks that keep it so."""
+    if cfg.seed is None:
+        return []
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    return [EpochSeeder(cfg.seed)]
+
+
 def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
     """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once."""
     return instantiate(cfg.data, _convert_="all", steps_per_call=steps_per_call(cfg))
@@ -318,9 +326,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         if resume is not None and cfg.train:
             keep_steps_per_call(cfg, resume)
-        if cfg.seed is not None:
-            pl.seed_everything(cfg.seed, workers=True, verbose=False)
-            callbacks.append(EpochSeeder(cfg.seed))
+        callbacks += seed_run(cfg)
         datamodule = build_datamodule(cfg)
         net = build_model(cfg)
         results["parameters"] = count_parameters(net)

@@ -28,6 +28,15 @@ def test_benchmark_measures_framework_and_hand_loop(tiny_data, tmp_path, capsys)
     assert "framework / hand loop" in text and "keras" not in report
 
 
+def test_the_framework_path_is_seeded_like_a_training_run(tiny_data, tmp_path, capsys):
+    losses = []
+    for seed in (1, 1, 2):
+        overrides = [*tiny_overrides(tiny_data, tmp_path / str(seed)), f"seed={seed}"]
+        _, report = _report(capsys, ["--epochs", "1", *overrides, "trainer.precision=32-true"])
+        losses.append(report["framework"]["val_loss"])
+    assert losses[0] == losses[1] != losses[2]
+
+
 @pytest.mark.parametrize("steps", [1, 4])
 def test_benchmark_counts_every_image_of_several_steps_per_call(tiny_data, tmp_path, capsys, steps):
     overrides = [*tiny_overrides(tiny_data, tmp_path), f"module.steps_per_call={steps}"]
