@@ -75,10 +75,18 @@ def steps_per_call(cfg: DictConfig) -> int:
     counts: CPU_STEPS_PER_CALL for one CPU process; 1 on GPUs (not measured yet), under
     several processes or gradient accumulation (which refuse groups), and where
     `limit_train_batches` or `val_check_interval` count batches (they would count calls).
+
+    Raises:
+        UserError: a value that is not a positive integer or null.
     """
     value = (cfg.get("module") or {}).get("steps_per_call", 1)
     if value is not None:
-        return value  # checked by the DataModule
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(
+                f"module.steps_per_call must be a positive integer, or null for the fastest on "
+                f"the device, got {value!r}; fix the override."
+            )
+        return value
     trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     one_cpu_process = (
         trainer["accelerator"] == "cpu"

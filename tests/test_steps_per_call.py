@@ -217,6 +217,13 @@ def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, extra, exp
     assert steps_per_call(cfg) == expected
 
 
+@pytest.mark.parametrize("value", ["0", "auto", "1.5", "true"])
+def test_a_bad_steps_per_call_is_one_sentence(tmp_path, value):
+    cfg = compose_run([f"module.steps_per_call={value}"], tmp_path)
+    with pytest.raises(UserError, match=r"a positive integer, or null .*fix the override"):
+        steps_per_call(cfg)
+
+
 class Bar(StepProgressBar):
     """Records what the bar would show after each training call: (completed, total)."""
 
