@@ -104,11 +104,10 @@ class StepProgressBar(RichProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        k = self._steps_per_call()
-        if k == 1:
+        if self._steps_per_call() == 1:
             return super().total_train_batches
         trainer = self.trainer
-        total = min(trainer.num_training_batches * k, trainer.train_dataloader.num_batches)
+        total = trainer.lightning_module.train_batches_per_epoch()
         if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
             total = min(total, trainer.max_steps - trainer.global_step)
         return total

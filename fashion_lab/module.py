@@ -301,15 +301,21 @@ class LitClassifier(pl.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def train_batches_per_epoch(self) -> int:
+        """The batches (optimizer steps) an epoch trains on. Lightning counts training calls,
+        each holding up to `steps_per_call` batches, the epoch's last call perhaps fewer."""
+        calls = self.trainer.num_training_batches
+        if self.steps_per_call == 1:
+            return calls
+        return min(calls * self.steps_per_call, self.trainer.train_dataloader.num_batches)
+
     def _optimizer_steps(self) -> int:
         """The optimizer steps of the whole fit (the scheduler's length)."""
         trainer = self.trainer
         steps = trainer.estimated_stepping_batches  # training steps: calls, under a step limit
         if self.steps_per_call > 1:
-            # a call steps once per batch it holds, and an epoch's last call may hold fewer
             calls = trainer.num_training_batches
-            batches = min(calls * self.steps_per_call, trainer.train_dataloader.num_batches)
-            steps = steps * batches // calls  # whole epochs, or at least max_steps
+            steps = steps * self.train_batches_per_epoch() // calls  # whole epochs, or max_steps
         if trainer.max_steps != -1:
             steps = min(steps, trainer.max_steps)  # max_steps counts optimizer steps
         return int(steps)

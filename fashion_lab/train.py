@@ -157,8 +157,9 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
         net = torch.compile(net)
+    steps = steps_per_call(cfg)
     config = to_dict(cfg)  # stored in checkpoints, with the value null picked
-    config["module"]["steps_per_call"] = steps_per_call(cfg)
+    config["module"]["steps_per_call"] = steps
     return LitClassifier(
         net,
         optimizer=instantiate(cfg.optimizer),
@@ -166,7 +167,7 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
         label_smoothing=cfg.module.label_smoothing,
         channels_last=cfg.model.get("channels_last", False),
         num_prediction_samples=cfg.module.num_prediction_samples,
-        steps_per_call=steps_per_call(cfg),
+        steps_per_call=steps,
         gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
         gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
         config=config,
