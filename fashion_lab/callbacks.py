@@ -14,7 +14,8 @@ def _scalar(value) -> float | None:
 
 
 class RunRecorder(pl.Callback):
-    """Training time and images/s (training batches only, no validation), and per-epoch metrics.
+    """Training time and images/s (training batches only, no validation), per-epoch metrics,
+    and whether the user interrupted the run.
 
     Each history entry also holds `epoch_s`, the epoch's wall time with its validation.
     """
@@ -26,6 +27,7 @@ class RunRecorder(pl.Callback):
         self.history: list[dict[str, float | int | None]] = []
         self._epoch_start = 0.0
         self._stage: str | None = None
+        self.interrupted = False  # stopped by Ctrl-C (Lightning then exits with SystemExit(1))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stage = stage
@@ -59,6 +61,9 @@ class RunRecorder(pl.Callback):
             {"epoch": trainer.current_epoch, "epoch_s": epoch_s}
             | {key: _scalar(metrics.get(key)) for key in ("val/acc", "val/loss")}
         )
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        self.interrupted = isinstance(exception, KeyboardInterrupt)
 
     @property
     def images_per_second(self) -> float | None:

@@ -10,3 +10,10 @@ class UserError(Exception):
 
 class DataError(UserError):
     """The dataset is missing, damaged or cannot be fetched."""
+
+
+class RunInterrupted(Exception):
+    """The user stopped the run (Ctrl-C); the message says how to continue it.
+
+    Not a UserError: a sweep goes on past a job's UserError, but stops when interrupted.
+    """

@@ -29,10 +29,15 @@ from torch import nn
 
 from fashion_lab import sweep
 from fashion_lab.callbacks import EpochSeeder, RunRecorder
-from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
+from fashion_lab.checkpoints import (
+    LAST,
+    AtomicCheckpointIO,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import UserError
+from fashion_lab.errors import RunInterrupted, UserError
 from fashion_lab.hardware import resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
@@ -297,12 +302,12 @@ def _sweeping() -> bool:
 def _sweep_job_restart(output_dir: Path) -> Path | None:
     """How a sweep job re-run in its old directory restarts.
 
-    A job that was killed in flight (no results.json) continues from its last checkpoint; a
-    job that failed starts again from scratch, its old checkpoints removed.
+    A job that was killed in flight (no results.json) or interrupted continues from its last
+    checkpoint; a job that failed starts again from scratch, its old checkpoints removed.
     """
     if not _sweeping():
         return None
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = output_dir / LAST
     previous = read_results(output_dir)
     if previous is not None and previous.get("status") == "failed":
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
@@ -310,8 +315,30 @@ def _sweep_job_restart(output_dir: Path) -> Path | None:
     return last if last.is_file() else None
 
 
+def how_to_continue(cfg: DictConfig, output_dir: Path) -> str:
+    """The sentence an interrupted run ends with: how to go on from its last checkpoint."""
+    saved = cfg.train and (output_dir / LAST).is_file()
+    if _sweeping():
+        this_one = "continue this one from its last checkpoint" if saved else "run this one again"
+        return (
+            f"Interrupted; run the same sweep again with hydra.sweep.dir="
+            f"{HydraConfig.get().sweep.dir} to skip its completed jobs and {this_one}."
+        )
+    if saved:
+        return (
+            f"Interrupted; the finished epochs are saved, continue with "
+            f"`python -m fashion_lab ckpt_path={output_dir}`."
+        )
+    return "Interrupted before anything could be saved; run the command again."
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test one configuration; write results.json whether it completes or fails."""
+    """Fit and test one configuration; write results.json whether it completes, fails or is
+    interrupted.
+
+    Raises:
+        RunInterrupted: the user pressed Ctrl-C (the message says how to continue).
+    """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     results: dict[str, Any] = {
@@ -383,6 +410,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["status"] = "completed"
         return results
     except BaseException as e:
+        # Lightning answers Ctrl-C inside fit or test with SystemExit(1)
+        if isinstance(e, KeyboardInterrupt) or recorder.interrupted:
+            results.update(status="interrupted", error="stopped by the user (Ctrl-C)")
+            raise RunInterrupted(how_to_continue(cfg, output_dir)) from None
         results.update(
             status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__
         )
@@ -438,6 +469,9 @@ def run(cfg: DictConfig) -> float | None:
         Console(stderr=True).print(config_tree(cfg))
     try:
         results = train(cfg)
+    except RunInterrupted as e:
+        log.error(str(e))
+        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep, it stops the sweep
     except UserError as e:
         log.error(f"Error: {e}")
         if not sweeping:

@@ -34,6 +34,32 @@ def slow_enough_data(tmp_path) -> Path:
     return directory
 
 
+def _signal_after_a_checkpoint(
+    args: list[str], checkpoints: str, root: Path, signum: int
+) -> tuple[int, str]:
+    """Run `python -m fashion_lab ARGS`, send it `signum` soon after a last checkpoint matching
+    `root/checkpoints` (a glob) appears, and wait for it: its exit code and stderr."""
+    stderr_path = root / "stderr.txt"
+    root.mkdir(parents=True, exist_ok=True)
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fashion_lab", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        deadline = time.monotonic() + 120
+        while not list(root.glob(checkpoints)):
+            assert process.poll() is None, "the run ended before the signal"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert process.poll() is None, "the run ended before the signal"
+        process.send_signal(signum)
+        process.wait(timeout=120)
+    return process.returncode, stderr_path.read_text()
+
+
 def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_path):
     recipe = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4", "seed=0"]
     recipe += ["trainer.deterministic=true"]
@@ -41,21 +67,12 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     log_dir = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fashion_lab", *recipe, f"paths.log_dir={log_dir}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    _signal_after_a_checkpoint(
+        [*recipe, f"paths.log_dir={log_dir}"],
+        "runs/*/checkpoints/last.ckpt",
+        log_dir,
+        signal.SIGKILL,
     )
-    deadline = time.monotonic() + 120
-    while not list(log_dir.glob("runs/*/checkpoints/last.ckpt")):
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.3)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
     [run_dir] = log_dir.glob("runs/*")
     assert not (run_dir / "results.json").exists()
     killed_after = load_checkpoint(run_dir / "checkpoints/last.ckpt")["epoch"]
@@ -68,6 +85,56 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     assert after["status"] == "completed" and after["epochs"] == 4
     assert {k: after[k] for k in METRICS} == {k: before[k] for k in METRICS}
     assert [h["val/acc"] for h in after["history"]] == [h["val/acc"] for h in before["history"]]
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(slow_enough_data, tmp_path):
+    args = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4"]
+    code, stderr = _signal_after_a_checkpoint(
+        args, "runs/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
+    )
+    [run_dir] = tmp_path.glob("runs/*")
+    assert code == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"Interrupted; the finished epochs are saved, continue with "
+        f"`python -m fashion_lab ckpt_path={run_dir}`."
+    )
+    interrupted = _results(run_dir)
+    assert interrupted["status"] == "interrupted", interrupted
+    saved = load_checkpoint(run_dir / "checkpoints/last.ckpt")["epoch"]
+    assert saved < 3
+
+    resumed = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = _results(run_dir)
+    assert after["status"] == "completed" and after["epochs"] == 4
+    assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
+
+
+def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_enough_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
+    args.append(f"hydra.sweep.dir={sweep_dir}")
+    code, stderr = _signal_after_a_checkpoint(
+        args, "sweep/0_*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
+    )
+    assert code == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"Interrupted; run the same sweep again with hydra.sweep.dir={sweep_dir} to skip its "
+        "completed jobs and continue this one from its last checkpoint."
+    )
+    [job] = sweep_dir.glob("0_*")
+    assert not list(sweep_dir.glob("1_*")), "the sweep stopped"
+    interrupted = _results(job)
+    assert interrupted["status"] == "interrupted"
+    saved = load_checkpoint(job / "checkpoints/last.ckpt")["epoch"]
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 completed, 0 failed" in again.stderr
+    after = _results(job)
+    assert after["status"] == "completed" and after["epochs"] == 3
+    assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
 def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_data, tmp_path):
