@@ -78,18 +78,26 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def hand_loop(cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int) -> dict[str, Any]:
-    """The same training as a minimal loop: index, normalize, forward, backward, step."""
+DTYPES = {"64": torch.float64, "32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
+"""The dtype of each of Lightning's precisions ("bf16-mixed", "64-true", ...) by its first part."""
+
+
+def hand_loop(
+    cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int, precision: str
+) -> dict[str, Any]:
+    """The same training as a minimal loop: index, normalize, forward, backward, step.
+
+    `precision` is Lightning's name of the framework run's ("bf16-mixed": autocast; "64-true":
+    weights and inputs in that dtype).
+    """
     options = resolve_devices(dict(cfg.trainer))
     device = torch.device("cuda" if options["accelerator"] == "gpu" else "cpu")
-    precision = str(options["precision"])
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16 if "bf16" in precision else torch.float16)
-        if "mixed" in precision
-        else nullcontext()
-    )
+    kind, _, mode = precision.partition("-")
+    dtype = DTYPES[kind]
+    autocast = torch.autocast(device.type, dtype=dtype) if mode == "mixed" else nullcontext()
+    weights = dtype if mode == "true" else torch.float32
     torch.manual_seed(cfg.seed or 0)
-    net = build_model(cfg).to(device)
+    net = build_model(cfg).to(device, weights)
     channels_last = cfg.model.get("channels_last", False)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -99,7 +107,7 @@ def hand_loop(cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int) 
     mean, std, batch = datamodule.mean, datamodule.std, datamodule.batch_size
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() / 255 - mean) / std
+        x = ((x.float() / 255 - mean) / std).to(weights)
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     def sync() -> None:
@@ -138,6 +146,7 @@ def hand_loop(cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int) 
         "epoch_s": round(statistics.median(steady(epoch_s)), 2),
         "epoch_s_all": [round(t, 3) for t in epoch_s],
         "val_acc": round(correct / len(x_val), 4),
+        "weights": str(next(net.parameters()).dtype).removeprefix("torch."),
     }
 
 
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             framework_rss = peak_rss_mb()
             datamodule = build_datamodule(cfg)
             datamodule.setup()
-            loop = hand_loop(cfg, datamodule, args.epochs)
+            loop = hand_loop(cfg, datamodule, args.epochs, framework["precision"])
         report: dict[str, Any] = {
             "model": cfg.model.name,
             "batch_size": cfg.data.batch_size,

@@ -557,7 +557,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """On the device: uint8 -> [0, 1], augmentation when training, then normalization.
+        """On the device: uint8 -> [0, 1], augmentation when training, normalization, then the
+        dtype of the trainer's precision (float64 for `64-true`, half for `16-true`; Lightning
+        converts batches before this hook, while they are still uint8).
 
         Grouped batches [m, B, 1, H, W] are augmented as one batch of m * B images.
         """
@@ -566,7 +568,10 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         x = x.reshape(-1, *shape[-3:]).float() / 255.0
         if self.trainer is not None and self.trainer.training and self.augmentation.active:
             x = self.augmentation(x)
-        return ((x - self.mean) / self.std).reshape(shape), y
+        x = ((x - self.mean) / self.std).reshape(shape)
+        if self.trainer is not None:
+            x = self.trainer.precision_plugin.convert_input(x)
+        return x, y
 
     def state_dict(self) -> dict:
         return {

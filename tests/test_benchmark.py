@@ -37,6 +37,18 @@ def test_the_framework_path_is_seeded_like_a_training_run(tiny_data, tmp_path, c
     assert losses[0] == losses[1] != losses[2]
 
 
+@pytest.mark.parametrize(
+    ("precision", "weights"), [("64-true", "float64"), ("bf16-mixed", "float32")]
+)
+def test_the_hand_loop_runs_in_the_framework_runs_precision(
+    tiny_data, tmp_path, capsys, precision, weights
+):
+    overrides = [*tiny_overrides(tiny_data, tmp_path), f"trainer.precision={precision}"]
+    _, report = _report(capsys, ["--epochs", "1", *overrides])
+    assert report["framework"]["precision"] == precision
+    assert report["hand_loop"]["weights"] == weights
+
+
 @pytest.mark.parametrize("steps", [1, 4])
 def test_benchmark_counts_every_image_of_several_steps_per_call(tiny_data, tmp_path, capsys, steps):
     overrides = [*tiny_overrides(tiny_data, tmp_path), f"module.steps_per_call={steps}"]

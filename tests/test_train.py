@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REAL_DATA, requires_real_data, run_cli, tiny_overrides
+from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fashion_lab.train import train
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -101,6 +103,23 @@ def test_gpus_without_a_gpu_is_one_sentence_and_a_non_zero_exit(tiny_data, tmp_p
     [run_dir] = _run_dirs(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "failed" and "No CUDA GPU" in results["error"]
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_every_precision_lightning_offers_trains(precision, tiny_data, tmp_path):
+    # "-true" precisions convert the weights; the batches, made float on the device after
+    # Lightning's own conversion, must follow
+    cfg = compose_run(
+        [
+            *tiny_overrides(tiny_data, tmp_path),
+            "trainer.max_steps=6",
+            f"trainer.precision={precision}",
+        ],
+        tmp_path,
+    )
+    results = train(cfg)
+    assert results["status"] == "completed" and results["precision"] == precision
+    assert results["test_acc"] is not None
 
 
 def test_console_script_is_declared():
