@@ -26,6 +26,7 @@ class RunRecorder(pl.Callback):
         self.train_images = 0
         self.history: list[dict[str, float | int | None]] = []
         self._epoch_start = 0.0
+        self._timing = False  # an epoch's training time is being measured
         self._stage: str | None = None
         self.interrupted = False  # stopped by Ctrl-C (Lightning then exits with SystemExit(1))
 
@@ -39,6 +40,17 @@ class RunRecorder(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._sync(pl_module)
         self._epoch_start = time.perf_counter()
+        self._timing = True
+
+    def _end_timing(self, pl_module: pl.LightningModule) -> None:
+        """Add the time since the epoch started to the training time (once an epoch)."""
+        if not self._timing:
+            return
+        self._sync(pl_module)
+        seconds = time.perf_counter() - self._epoch_start
+        self.train_seconds += seconds
+        self.train_seconds_per_epoch.append(seconds)
+        self._timing = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         # the images trained on: a call of grouped batches [m, B] that `max_steps` stops
@@ -47,11 +59,14 @@ class RunRecorder(pl.Callback):
         if images is None:
             images = batch[1].numel()
         self.train_images += images * trainer.world_size
-        if batch_idx == trainer.num_training_batches - 1:
-            self._sync(pl_module)
-            seconds = time.perf_counter() - self._epoch_start
-            self.train_seconds += seconds
-            self.train_seconds_per_epoch.append(seconds)
+        step_limit = trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps
+        if batch_idx == trainer.num_training_batches - 1 or step_limit:
+            self._end_timing(pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # an epoch stopped part-way otherwise (`max_time`, a callback): its time, validation
+        # included if it ran, rather than none
+        self._end_timing(pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics

@@ -78,7 +78,17 @@ def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
 
 
 def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
-    one, _ = _fit(tiny_data, tmp_path, "one", "trainer.max_steps=6", "module.steps_per_call=1")
+    timed = RunRecorder()
+    one, _ = _fit(
+        tiny_data,
+        tmp_path,
+        "one",
+        "trainer.max_steps=6",
+        "module.steps_per_call=1",
+        callbacks=[timed],
+    )
+    assert len(timed.train_seconds_per_epoch) == 1, "the epoch max_steps stopped is timed"
+    assert timed.images_per_second > 0
     recorder = RunRecorder()
     four, trainer = _fit(
         tiny_data,
@@ -90,6 +100,7 @@ def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
     )
     assert trainer.global_step == 6
     assert recorder.train_images == 6 * 64, "the images/s count only the batches trained on"
+    assert len(recorder.train_seconds_per_epoch) == 1
     for a, b in zip(one.net.parameters(), four.net.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
 
