@@ -30,6 +30,25 @@ def tag_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
+    """`factory(**kwargs)`, a value it refuses (Adam's weight_decay -1) said in one sentence.
+
+    Raises:
+        UserError: the optimizer or scheduler refused one of its options.
+    """
+    name = getattr(getattr(factory, "func", factory), "__name__", group)
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{name} refused its options ({e}); fix the {group}.* overrides.") from None
+    except ZeroDivisionError:
+        # OneCycleLR, when its warm-up (pct_start x the run's steps) is exactly one step
+        raise UserError(
+            f"{name} cannot divide this run's optimizer steps into its phases; train for a few "
+            f"more steps, or change the {group}.* overrides (e.g. {group}.pct_start)."
+        ) from None
+
+
 class LitClassifier(pl.LightningModule):
     """Trains any classification network with cross-entropy and reports accuracy.
 
@@ -202,9 +221,17 @@ class LitClassifier(pl.LightningModule):
             where = f"non-finite at {span}"
         else:
             return
+        hint = (
+            "lower the learning rate (optimizer.lr) or clip gradients "
+            "(trainer.gradient_clip_val=1.0)"
+        )
+        if self._trainer is not None and self.trainer.precision == "16-true":
+            hint = (
+                "float16 weights and optimizer state (trainer.precision=16-true) are too coarse "
+                "for training; use trainer.precision=16-mixed or bf16-mixed"
+            )
         raise DivergenceError(
-            f"Training diverged: the loss became {where} (epoch {self.current_epoch}); lower "
-            f"the learning rate (optimizer.lr) or clip gradients (trainer.gradient_clip_val=1.0)."
+            f"Training diverged: the loss became {where} (epoch {self.current_epoch}); {hint}."
         )
 
     def on_validation_epoch_start(self) -> None:
@@ -280,7 +307,7 @@ class LitClassifier(pl.LightningModule):
         plt.close(figure)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = _build("optimizer", self.optimizer_factory, params=self.parameters())
         if not self.scheduler_factory:
             return optimizer
         keywords = getattr(self.scheduler_factory, "keywords", {})
@@ -295,7 +322,7 @@ class LitClassifier(pl.LightningModule):
                 f"optimizer steps and this run's settings make {steps}; resume with the "
                 f"settings the run was started with (trainer.max_epochs, data.batch_size)."
             )
-        scheduler = self.scheduler_factory(optimizer=optimizer, **length)
+        scheduler = _build("scheduler", self.scheduler_factory, optimizer=optimizer, **length)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -23,6 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
@@ -131,10 +132,23 @@ def keep_steps_per_call(cfg: DictConfig, checkpoint: Path) -> None:
         )
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed every generator accepts (numpy's bound)."""
+
+
 def seed_run(cfg: DictConfig) -> list[pl.Callback]:
-    """Seed everything from `cfg.seed` (null: leave unseeded); the callbacks that keep it so."""
+    """Seed everything from `cfg.seed` (null: leave unseeded); the callbacks that keep it so.
+
+    Raises:
+        UserError: a seed that is not an integer from 0 to MAX_SEED.
+    """
     if cfg.seed is None:
         return []
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise UserError(
+            f"seed must be an integer from 0 to {MAX_SEED}, or null for an unseeded run, got "
+            f"{cfg.seed!r}; e.g. seed=0."
+        )
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     return [EpochSeeder(cfg.seed)]
 
@@ -158,6 +172,19 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
         raise UserError(
             f"optimizer.lr must be a positive number, got {lr!r}; e.g. optimizer.lr=0.001."
+        )
+    for key in MODULE_OPTIONS:
+        if not isinstance(cfg.model.get(key, False), bool):
+            raise UserError(
+                f"model.{key} must be true or false, got {cfg.model.get(key)!r}; fix the override."
+            )
+    smoothing = cfg.module.label_smoothing
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
+        smoothing = -1
+    if not 0 <= smoothing <= 1:
+        raise UserError(
+            f"module.label_smoothing must be a number from 0 to 1, got "
+            f"{cfg.module.label_smoothing!r}; e.g. module.label_smoothing=0.1."
         )
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
@@ -216,6 +243,8 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
         raise UserError(
             f"The trainer config has an option Lightning does not know ({e}); remove it."
         ) from None
+    except (MisconfigurationException, ValueError) as e:
+        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -43,7 +43,9 @@ def test_a_non_finite_loss_stops_training_at_the_next_logging_step(step, stops):
     # the loss is read on the steps Lightning writes logs: those ending on a multiple of
     # log_every_n_steps (here 3; Lightning steps the optimizer after the training step)
     module = _module()
-    module._trainer = SimpleNamespace(global_step=step, current_epoch=0, log_every_n_steps=3)
+    module._trainer = SimpleNamespace(
+        global_step=step, current_epoch=0, log_every_n_steps=3, precision="32-true"
+    )
     x = torch.full((4, 1, 28, 28), float("nan"))
     batch = (x, torch.zeros(4, dtype=torch.long))
     if stops:
@@ -61,7 +63,9 @@ def test_a_non_finite_loss_between_reads_is_found_from_the_running_sum():
     module._check_divergence(current=0.5, running=12.0)  # healthy: no error
     with pytest.raises(DivergenceError, match=r"loss became non-finite at step 0 \(epoch 0\)"):
         module._check_divergence(current=0.4, running=float("nan"))
-    module._trainer = SimpleNamespace(global_step=120, current_epoch=2)  # read at 100, then 120
+    module._trainer = SimpleNamespace(
+        global_step=120, current_epoch=2, precision="32-true"
+    )  # read at 100, 120
     module._checked_step = 99
     with pytest.raises(DivergenceError, match=r"at a step between 100 and 120 \(epoch 2\)"):
         module._check_divergence(current=0.4, running=float("inf"))

@@ -35,9 +35,19 @@ def create_model(name: str, **kwargs) -> nn.Module:
         return _MODELS[name](**kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
-            raise
+            raise _bad_value(name, e) from None
         option = str(e).rsplit(" ", 1)[-1]
         raise UserError(
             f"Model {name!r} has no option {option}; remove it (the options are in its builder's "
             f"docstring and conf/model/{name}.yaml)."
         ) from None
+    except (ValueError, RuntimeError) as e:  # a layer refused a value (dropout 2, width -1)
+        raise _bad_value(name, e) from None
+
+
+def _bad_value(name: str, error: Exception) -> UserError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(
+        f"Model {name!r} cannot be built with these options ({reason}); fix the model.* "
+        f"overrides (the defaults are in conf/model/{name}.yaml)."
+    )
