@@ -75,6 +75,8 @@ def _key(override: str) -> str:
 
 def _first_of_sweep(override: str) -> str:
     """`k=a,b,c` -> `k=a`, so that one job of a sweep can be composed as a check."""
+    if "=" not in override:  # `~group`: nothing to pick
+        return override
     key, _, value = override.partition("=")
     if "," in value and not any(c in value for c in "[]()"):
         value = value.split(",", 1)[0]
@@ -94,7 +96,11 @@ def check_group_choices(overrides: list[str]) -> None:
         if any(c in value for c in "()[]"):
             continue
         for option in value.split(","):
-            if option != "null" and option not in group_options(key):
+            if option == "null":
+                raise UserError(
+                    f"Hydra does not take {key}=null; write ~{key} to run without the {key} group."
+                )
+            if option not in group_options(key):
                 raise UserError(
                     f"Unknown {key} {option!r}; choose one of: {', '.join(group_options(key))}."
                 )

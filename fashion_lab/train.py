@@ -389,6 +389,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
+        if not cfg.train and resume is None:
+            raise UserError(
+                "train=false tests a trained model; name its checkpoint with ckpt_path (a .ckpt "
+                "file, a run directory, or last)."
+            )
         if resume is not None and cfg.train:
             keep_steps_per_call(cfg, resume)
         callbacks += seed_run(cfg)

@@ -6,7 +6,7 @@ import pytest
 import pytorch_lightning as pl
 from conftest import compose_run
 
-from fashion_lab.config import CONFIG_DIR, short_name
+from fashion_lab.config import CONFIG_DIR, prepare_overrides, short_name
 from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
 
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
@@ -95,3 +95,11 @@ def test_the_divergence_hint_is_an_override_that_composes(tmp_path):
     # the DivergenceError sentence tells the user to write these
     cfg = compose_run(["optimizer.lr=0.0001", "trainer.gradient_clip_val=1.0"], tmp_path)
     assert cfg.trainer.gradient_clip_val == 1.0
+
+
+def test_a_group_is_left_out_with_a_tilde(tmp_path):
+    prepare_overrides(["~logger", "~callbacks"])  # checked as Hydra will compose them
+    cfg = compose_run(["~logger", "~callbacks"], tmp_path)
+    trainer = build_trainer(cfg)
+    assert trainer.loggers == []
+    assert trainer.checkpoint_callback.monitor is None, "Lightning's default, not conf's"

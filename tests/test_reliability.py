@@ -175,6 +175,7 @@ CLI_ERRORS = [
     (["model=dilated_v2", "model.dilations=[14]"], "span 29 pixels, more than the 28x28"),
     (["optimizer.lr=0"], "optimizer.lr must be a positive number, got 0"),
     (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
+    (["logger=null"], "Hydra does not take logger=null; write ~logger to run without"),
 ]
 
 
@@ -211,6 +212,7 @@ IN_PROCESS_ERRORS = [
     (["optimizer=sgd", "optimizer.momentum=-1"], "SGD refused its options"),
     (["scheduler.pct_start=2"], r"OneCycleLR refused its options \(Expected float"),
     (["trainer.max_steps=4"], "OneCycleLR cannot divide this run's optimizer steps"),
+    (["train=false"], "train=false tests a trained model; name its checkpoint with ckpt_path"),
 ]
 
 
