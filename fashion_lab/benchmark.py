@@ -50,6 +50,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse says what is wrong otherwise)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def steady(values: list[float]) -> list[float]:
     """Drop the warm-up epoch when there are others."""
     return values[1:] or values
@@ -203,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_lab.benchmark", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per path (first: warm-up)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=3, help="epochs per path (first: warm-up)"
+    )
     parser.add_argument("--keras-python", help="interpreter with tensorflow-cpu for the peer")
     parser.add_argument(
         "--profile",

@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from fashion_lab.errors import UserError
 
@@ -59,6 +61,9 @@ def to_dict(cfg: DictConfig) -> dict[str, Any]:
         if key != "hydra"
     }
 
+
+COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
+"""What Hydra raises for overrides it cannot compose."""
 
 SWEEP_FUNCTION = re.compile(r"\s*(choice|range|interval|glob|tag|shuffle|sort)\(")
 """Hydra's sweep syntax: such an override is a search space, checked by the sweeper itself."""
@@ -113,8 +118,6 @@ def check_composes(overrides: list[str]) -> None:
         UserError: an unknown key, a malformed override, or a value of the wrong type.
     """
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     job = [
         _first_of_sweep(o)
@@ -124,17 +127,22 @@ def check_composes(overrides: list[str]) -> None:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             compose("config", overrides=job)
-    except (HydraException, OmegaConfBaseException) as e:
-        text = str(e)
-        unknown = re.search(r"Could not override '([^']+)'", text)
-        if unknown and "To append to your config" in text:
-            key = unknown.group(1)
-            raise UserError(
-                f"Unknown config key {key}; check its spelling (`python -m fashion_lab --cfg job` "
-                f"prints every key), or write +{key}=... to add a new one."
-            ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        raise UserError(f"Invalid override ({first}); fix it and run again.") from None
+    except COMPOSE_ERRORS as e:
+        raise composition_error(e) from None
+
+
+def composition_error(error: Exception) -> UserError:
+    """The one sentence for an error Hydra raised composing overrides."""
+    text = str(error)
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown and "To append to your config" in text:
+        key = unknown.group(1)
+        return UserError(
+            f"Unknown config key {key}; check its spelling (`python -m fashion_lab --cfg job` "
+            f"prints every key), or write +{key}=... to add a new one."
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return UserError(f"Invalid override ({first}); fix it and run again.")
 
 
 def prepare_overrides(overrides: list[str]) -> list[str]:
@@ -171,13 +179,19 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     """The config `python -m fashion_lab` composes for these overrides, outside Hydra's run.
 
     Hydra's own node is set as the current one, and the run's output directory is `output_dir`.
+
+    Raises:
+        UserError: overrides Hydra cannot compose (an unknown key, a malformed value).
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    except COMPOSE_ERRORS as e:
+        raise composition_error(e) from None
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

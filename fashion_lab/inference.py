@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError
 from torch import nn
 
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network
@@ -65,8 +66,14 @@ def load_trained(ckpt_path: str, overrides: list[str] = ()) -> Trained:
     (e.g. data.root=...), and the normalization it was trained with."""
     path = resolve_checkpoint(ckpt_path, REPO_ROOT / "outputs", prefer=BEST)
     net, cfg, checkpoint = restore_network(path)
+    OmegaConf.set_struct(cfg, True)  # an unknown key is a typo, not a new option
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except ConfigKeyError as e:
+        raise UserError(
+            f"Unknown config key {e.full_key}; the run's keys are in its config.yaml, e.g. "
+            "data.root=/data."
+        ) from None
     except Exception as e:
         raise UserError(f"Invalid override ({e}); write key=value, e.g. data.root=/data.") from None
     state = checkpoint.get(FashionMNISTDataModule.__qualname__) or {}

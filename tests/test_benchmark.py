@@ -91,3 +91,10 @@ def test_benchmark_reports_a_broken_peer_in_one_sentence(tiny_data, tmp_path, ca
         benchmark.main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("Error: ")
+
+
+def test_benchmark_needs_an_epoch(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --epochs: must be at least 1, got 0" in capsys.readouterr().err

@@ -63,6 +63,16 @@ def test_evaluate_mistakes_end_in_one_sentence(args, sentence):
     assert sentence in done.stderr.strip().splitlines()[-1]
 
 
+def test_evaluate_names_an_unknown_key(trained_run):
+    run_dir, data = trained_run
+    done = run_cli(f"ckpt_path={run_dir}", *data, "data.bach_size=8", module="fashion_lab.evaluate")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: Unknown config key data.bach_size; the run's keys are in its config.yaml, e.g. "
+        "data.root=/data."
+    )
+
+
 def _save(path: Path, array: np.ndarray) -> Path:
     Image.fromarray(array).save(path)
     return path

@@ -105,3 +105,10 @@ def test_inspect_rejects_an_unknown_model_in_one_sentence(tmp_path):
     done = run_cli("model=nope", module="fashion_lab.inspect")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("Error: Unknown model 'nope'")
+
+
+def test_inspect_rejects_an_unknown_key_in_one_sentence():
+    done = run_cli("model.dilations=[1,2]", module="fashion_lab.inspect")  # cnn has none
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Unknown config key model.dilations; check its spelling")
