@@ -18,6 +18,9 @@ from omegaconf import DictConfig
 failed_jobs: list[tuple[str, str]] = []
 """(job directory, reason) of the failed jobs of the last sweep this process ran."""
 
+sweep_dir: str | None = None
+"""The directory of the sweep this process runs or ran last."""
+
 
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """The results.json of every job directory directly under a sweep directory."""
@@ -40,8 +43,10 @@ class SweepReport(Callback):
     """Prints how many jobs completed now, earlier (skipped) or failed, and why each failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global sweep_dir
         self.started = time.time()
         failed_jobs.clear()
+        sweep_dir = str(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         jobs = sweep_jobs(Path(config.hydra.sweep.dir))

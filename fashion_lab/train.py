@@ -527,6 +527,16 @@ def main() -> None:
     except UserError as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
-    run()
+    try:
+        run()
+    except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
+        again = (
+            f"run the same command again with hydra.sweep.dir={sweep.sweep_dir} to skip the "
+            "completed jobs and continue the others from their last checkpoints"
+            if sweep.sweep_dir
+            else "run the command again"
+        )
+        print(f"Interrupted; {again}.", file=sys.stderr)
+        sys.exit(130)
     if sweep.failed_jobs:
         sys.exit(1)

@@ -137,6 +137,26 @@ def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_eno
     assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
+def test_ctrl_c_stops_parallel_jobs_with_the_command_that_continues_them(
+    slow_enough_data, tmp_path
+):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
+    args += [f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=parallel"]
+    code, stderr = _signal_after_a_checkpoint(
+        args, "sweep/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
+    )
+    assert code == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"Interrupted; run the same command again with hydra.sweep.dir={sweep_dir} to skip the "
+        "completed jobs and continue the others from their last checkpoints."
+    )
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 completed, 0 failed" in again.stderr
+
+
 def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
