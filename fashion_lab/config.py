@@ -38,12 +38,22 @@ def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> s
     return str(resumed or new_dir)
 
 
+def hydra_subdir(ckpt_path: str | None, train: bool, log_dir: str) -> str:
+    """Where Hydra records a run's config and overrides: `.hydra`, and for training that
+    resumes a run, `.hydra/resumed`, so that an attempt (perhaps a failed one) leaves the
+    run's own record, from which later resumes take its overrides, as it was."""
+    from fashion_lab.checkpoints import run_dir_of
+
+    return ".hydra/resumed" if train and run_dir_of(ckpt_path, log_dir) else ".hydra"
+
+
 def register_resolvers() -> None:
     """Make the `fashion_lab.*` resolvers available to the configs (idempotent)."""
     resolvers = {
         "fashion_lab.root": repo_root,
         "fashion_lab.short": short_name,
         "fashion_lab.run_dir": run_dir,
+        "fashion_lab.hydra_subdir": hydra_subdir,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):

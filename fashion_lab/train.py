@@ -109,18 +109,33 @@ def steps_per_call(cfg: DictConfig) -> int:
     return 1
 
 
-def keep_steps_per_call(cfg: DictConfig, checkpoint: Path) -> None:
-    """A resumed fit serves batches grouped as its checkpoint's run did.
+def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
+    """A resumed fit trains the checkpoint's network, its batches grouped as its run's were.
 
-    Lightning's saved loop state counts training calls, and under `steps_per_call` 1
-    (automatic optimization) it counts optimizer steps elsewhere than above 1: resumed with
-    another value, a run would redo part of an epoch or restart its step count. null takes
-    the checkpoint's value (a GPU run resumed on a CPU keeps the GPU's).
+    The network options must be the checkpoint's (its weights fit no other). Lightning's saved
+    loop state counts training calls, and under `steps_per_call` 1 (automatic optimization)
+    it counts optimizer steps elsewhere than above 1: resumed with another value, a run would
+    redo part of an epoch or restart its step count. null takes the checkpoint's value (a GPU
+    run resumed on a CPU keeps the GPU's).
 
     Raises:
-        UserError: the run sets a value other than the checkpoint's.
+        UserError: the run sets other network options, or another `steps_per_call`.
     """
-    stored = load_checkpoint(checkpoint).get("fashion_lab_config") or {}
+    stored = checkpoint.get("fashion_lab_config") or {}
+    trained_net = network_options(stored.get("model") or {})
+    net = network_options(OmegaConf.to_container(cfg.model, resolve=True))
+    if trained_net and net != trained_net:
+        keys = [
+            k for k in sorted(trained_net.keys() | net.keys()) if trained_net.get(k) != net.get(k)
+        ]
+        if "name" in keys:
+            keys = ["name"]
+        before = ", ".join(f"model.{k}={trained_net.get(k)}" for k in keys).replace(".name=", "=")
+        after = ", ".join(f"model.{k}={net.get(k)}" for k in keys).replace(".name=", "=")
+        raise UserError(
+            f"The checkpoint was trained with {before} and this run sets {after}; resume "
+            f"without changing the model, or start a new run (no ckpt_path)."
+        )
     trained = (stored.get("module") or {}).get("steps_per_call") or 1
     given = cfg.module.get("steps_per_call")
     if given is None:
@@ -130,6 +145,15 @@ def keep_steps_per_call(cfg: DictConfig, checkpoint: Path) -> None:
             f"The checkpoint was trained with module.steps_per_call={trained} and this run "
             f"sets {given}; resume with module.steps_per_call={trained} (or null)."
         )
+
+
+def left_to_train(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> bool:
+    """Whether a fit resumed from `checkpoint` (saved at an epoch's end) trains anything."""
+    max_epochs = cfg.trainer.get("max_epochs")
+    max_steps = cfg.trainer.get("max_steps", -1)
+    if max_epochs not in (None, -1) and checkpoint.get("epoch", -1) + 1 >= max_epochs:
+        return False
+    return max_steps in (None, -1) or checkpoint.get("global_step", 0) < max_steps
 
 
 MAX_SEED = 2**32 - 1
@@ -158,12 +182,14 @@ def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
     return instantiate(cfg.data, _convert_="all", steps_per_call=steps_per_call(cfg))
 
 
+def network_options(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a `model` config that define the network (name and builder options)."""
+    return {k: v for k, v in model.items() if k not in MODULE_OPTIONS}
+
+
 def build_model(cfg: DictConfig) -> nn.Module:
     """The network `cfg.model.name` with the rest of `cfg.model` as its options."""
-    options = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in MODULE_OPTIONS:
-        options.pop(key, None)
-    return create_model(**options)
+    return create_model(**network_options(OmegaConf.to_container(cfg.model, resolve=True)))
 
 
 def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
@@ -385,7 +411,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "each second) or set hydra.run.dir to a new directory."
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    if _is_rank_zero():
+    # an attempt to resume a finished run leaves its record as it was
+    finished = (read_results(output_dir) or {}).get("status") == "completed"
+    if _is_rank_zero() and not finished:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
@@ -395,7 +423,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "file, a run directory, or last)."
             )
         if resume is not None and cfg.train:
-            keep_steps_per_call(cfg, resume)
+            checkpoint = load_checkpoint(resume)
+            match_checkpoint(cfg, checkpoint)
+            if finished and not left_to_train(cfg, checkpoint):
+                raise UserError(
+                    f"The run in {output_dir} is finished (trainer.max_epochs="
+                    f"{cfg.trainer.max_epochs}); test its best checkpoint with `python -m "
+                    f"fashion_lab.evaluate ckpt_path={output_dir}`, or raise trainer.max_epochs "
+                    "to train it further."
+                )
         callbacks += seed_run(cfg)
         datamodule = build_datamodule(cfg)
         net = build_model(cfg)
@@ -412,6 +448,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             metrics.update(_float_metrics(trainer.callback_metrics))
+            validated = [h for h in recorder.history if h.get("val/acc") is not None]
+            if "val/acc" not in metrics and validated:
+                # resumed after its last epoch (killed while testing): the restored record
+                metrics.update(
+                    {
+                        "val/acc": validated[-1]["val/acc"],
+                        "val/loss": validated[-1]["val/loss"],
+                        "val/acc_best": max(h["val/acc"] for h in validated),
+                    }
+                )
             results["epochs"] = trainer.current_epoch
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             results["best_checkpoint"] = best or None
@@ -465,7 +511,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["best_epoch"] = best_epoch["epoch"]
         if _is_rank_zero():
             # a failed attempt to resume a finished run leaves the finished run's results
-            finished = (read_results(output_dir) or {}).get("status") == "completed"
             failed = results["status"] != "completed"
             write_results(
                 output_dir,

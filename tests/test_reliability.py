@@ -172,6 +172,44 @@ def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_dat
     assert failed["status"] == "failed" and "learning-rate schedule" in failed["error"]
 
 
+def test_a_finished_run_keeps_its_record_when_resumed_by_mistake(tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run_dir] = tmp_path.glob("runs/*")
+    kept = ("results.json", "config.yaml", ".hydra/overrides.yaml", ".hydra/config.yaml")
+    record = {name: (run_dir / name).read_text() for name in kept}
+    for args, sentence in [
+        (
+            ["model=dilated_v2"],
+            "The checkpoint was trained with model=cnn and this run sets model=dilated_v2; "
+            "resume without changing the model, or start a new run (no ckpt_path).",
+        ),
+        (
+            [],
+            f"The run in {run_dir} is finished (trainer.max_epochs=1); test its best checkpoint "
+            f"with `python -m fashion_lab.evaluate ckpt_path={run_dir}`, or raise "
+            "trainer.max_epochs to train it further.",
+        ),
+    ]:
+        again = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={tmp_path}", *args)
+        assert again.returncode == 2, again.stderr[-2000:]
+        assert again.stderr.strip().splitlines()[-1] == f"Error: {sentence}"
+    assert {name: (run_dir / name).read_text() for name in kept} == record
+
+
+def test_a_run_killed_after_its_last_epoch_resumes_to_its_validation_figures(tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run_dir] = tmp_path.glob("runs/*")
+    finished = _results(run_dir)
+    (run_dir / "results.json").unlink()  # as if killed while testing
+    resumed = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = _results(run_dir)
+    assert after["status"] == "completed"
+    assert {k: after[k] for k in METRICS} == {k: finished[k] for k in METRICS}
+
+
 def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
     runs = []
     for name in ("first", "second"):
