@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
     sweeping = any(o in ("-m", "--multirun") for o in overrides)
     if "ckpt_path" in given and not sweeping:
-        log_dir = given.get("paths.log_dir", str(REPO_ROOT / "outputs"))
+        log_dir = log_dir_of(given)
         resolve_checkpoint(given["ckpt_path"], log_dir)
         run = run_dir_of(given["ckpt_path"], log_dir)
         saved = run / ".hydra" / "overrides.yaml" if run else None
@@ -182,7 +183,37 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
             args = earlier + args
     if not any(o.startswith(("--", "-c", "-i", "-p", "-h")) for o in overrides):
         check_composes(args)
+        key = "hydra.sweep.dir" if sweeping else "hydra.run.dir"
+        if given.get(key) and "${" not in given[key]:
+            check_writable(given[key], key)
+        else:
+            check_writable(log_dir_of(given), "paths.log_dir")
     return overrides
+
+
+def log_dir_of(given: dict[str, str]) -> str:
+    """`paths.log_dir` as a command line sets it (or its default)."""
+    log_dir = given.get("paths.log_dir", "")
+    return log_dir if log_dir and "${" not in log_dir else str(REPO_ROOT / "outputs")
+
+
+def check_writable(directory: str, key: str) -> None:
+    """Create the outputs' directory now, so that one that cannot be is said in a sentence
+    (Hydra would fail creating it with a stack trace).
+
+    Raises:
+        UserError: the directory cannot be created or written to.
+    """
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"Cannot write the outputs to {path} ({e.strerror or e}); set {key} to a "
+            "directory you can write to."
+        ) from None
 
 
 def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:

@@ -234,6 +234,11 @@ CLI_ERRORS = [
     (["optimizer.lr=0"], "optimizer.lr must be a positive number, got 0"),
     (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
     (["logger=null"], "Hydra does not take logger=null; write ~logger to run without"),
+    (
+        ["paths.log_dir=/proc/no/such"],
+        "Cannot write the outputs to /proc/no/such (No such file or directory); set "
+        "paths.log_dir to a directory you can write to.",
+    ),
 ]
 
 
