@@ -527,10 +527,13 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
         parts.append(
             f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})"
         )
-    parts.append(
-        f"in {results['wall_time_s']:.0f} s ({results['train_images_per_s']:.0f} train img/s)"
-    )
-    parts.append(f"| outputs: {results['output_dir']} | tensorboard --logdir {cfg.paths.log_dir}")
+    parts.append(f"in {results['wall_time_s']:.0f} s")
+    if results.get("train_images_per_s"):
+        parts.append(f"({results['train_images_per_s']:.0f} train img/s)")
+    parts.append(f"| outputs: {results['output_dir']}")
+    loggers = (cfg.get("logger") or {}).values()
+    if any("TensorBoard" in str((c or {}).get("_target_")) for c in loggers):
+        parts.append(f"| tensorboard --logdir {cfg.paths.log_dir}")
     return " ".join(parts)
 
 

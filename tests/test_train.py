@@ -122,6 +122,16 @@ def test_every_precision_lightning_offers_trains(precision, tiny_data, tmp_path)
     assert results["test_acc"] is not None
 
 
+def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "~logger", "trainer.max_epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = done.stderr.strip().splitlines()[-1]
+    assert summary.startswith("cnn: test/acc ") and "tensorboard" not in summary
+    [run_dir] = _run_dirs(tmp_path)
+    assert not (run_dir / "tensorboard").exists()
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
+
+
 def test_console_script_is_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"
