@@ -445,7 +445,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = root
         self.system_dir = system_dir
-        self.mirrors = tuple(mirrors)
+        self.mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)  # one URL
         self.download = download
         self.verify_checksums = verify_checksums
         self.val_size = val_size

@@ -184,6 +184,12 @@ def test_interrupted_download_leaves_no_file_that_passes(tmp_path, served):
     assert not list(root.glob("*.part")), "temporary files must be removed"
 
 
+def test_one_mirror_may_be_given_as_a_string(tmp_path, served):
+    root = tmp_path / "root"
+    FashionMNISTDataModule(str(root), system_dir=None, mirrors=served()).prepare_data()
+    assert sorted(p.name for p in root.iterdir()) == sorted(data.FILES)
+
+
 def test_download_refuses_plain_http_to_remote_hosts(tmp_path):
     with pytest.raises(UserError, match="only https"):
         download(tmp_path, ["http://example.com/fashion/"])
