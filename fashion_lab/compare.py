@@ -163,7 +163,10 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:  # e.g. runs that trainer.max_steps stopped before their first validation
+        ax.text(0.5, 0.5, "nothing to plot", ha="center", va="center", transform=ax.transAxes)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

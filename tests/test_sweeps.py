@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,15 @@ def test_leaderboard_groups_over_seeds_with_mean_and_std(tmp_path):
     assert table.splitlines()[2].startswith("| model=dilated_v2 | 3 | 1 | 95.00 ± 1.41")
     with open(tmp_path / "report" / "leaderboard.csv") as f:
         assert [r["group"] for r in csv.DictReader(f)] == ["model=dilated_v2", "model=cnn"]
+
+
+def test_runs_without_a_validated_epoch_still_get_their_plots(tmp_path):
+    for seed in (0, 1):  # stopped by trainer.max_steps before their first validation
+        _fake_run(tmp_path, f"a{seed}", "cnn", seed, 0.6, history=[{"epoch": 0, "val/acc": None}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned of an empty legend
+        compare([tmp_path])
+    assert (tmp_path / "val_acc_per_epoch.png").stat().st_size > 5_000
 
 
 def test_groups_by_whatever_varies(tmp_path):
