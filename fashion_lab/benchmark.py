@@ -18,7 +18,6 @@ import pstats
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -31,7 +30,7 @@ from omegaconf import DictConfig
 from fashion_lab.callbacks import RunRecorder
 from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, command
 from fashion_lab.hardware import resolve_devices
 from fashion_lab.train import (
     build_datamodule,
@@ -207,6 +206,7 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_lab.benchmark", description=__doc__.splitlines()[0]
@@ -224,54 +224,46 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
     args = parser.parse_args(argv)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            overrides = [
-                f"trainer.max_epochs={args.epochs}",
-                f"paths.log_dir={tmp}",
-                "trainer.enable_progress_bar=false",
-                "trainer.enable_model_summary=false",
-                *args.overrides,
-            ]
-            check_group_choices(overrides)
-            cfg = compose_config(overrides, Path(tmp) / "run")
-            profiler = cProfile.Profile() if args.profile else None
-            with profiler or nullcontext():
-                framework = framework_path(cfg)
-            if profiler:
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
-            framework_rss = peak_rss_mb()
-            datamodule = build_datamodule(cfg)
-            datamodule.setup()
-            loop = hand_loop(cfg, datamodule, args.epochs, framework["precision"])
-        report: dict[str, Any] = {
-            "model": cfg.model.name,
-            "batch_size": cfg.data.batch_size,
-            "steps_per_call": steps_per_call(cfg),
-            "epochs": args.epochs,
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "framework": framework,
-            "hand_loop": loop,
-            "framework_vs_hand_loop": round(framework["images_per_s"] / loop["images_per_s"], 3),
-            "peak_rss_mb": {"framework": round(framework_rss), "process": round(peak_rss_mb())},
-            "date": time.strftime("%Y-%m-%d"),
-        }
-        if torch.cuda.is_available():
-            report["gpu"] = torch.cuda.get_device_name()
-            report["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-        if args.keras_python:
-            keras = keras_peer(
-                args.keras_python, datamodule.data_dir, args.epochs, cfg.data.batch_size
-            )
-            report["keras"] = keras
-            report["epoch_time_vs_keras"] = round(framework["epoch_s"] / keras["epoch_s_steady"], 3)
-            report["framework_vs_keras"] = round(
-                framework["images_per_s"] / keras["images_per_s"], 3
-            )
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            f"trainer.max_epochs={args.epochs}",
+            f"paths.log_dir={tmp}",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            *args.overrides,
+        ]
+        check_group_choices(overrides)
+        cfg = compose_config(overrides, Path(tmp) / "run")
+        profiler = cProfile.Profile() if args.profile else None
+        with profiler or nullcontext():
+            framework = framework_path(cfg)
+        if profiler:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+        framework_rss = peak_rss_mb()
+        datamodule = build_datamodule(cfg)
+        datamodule.setup()
+        loop = hand_loop(cfg, datamodule, args.epochs, framework["precision"])
+    report: dict[str, Any] = {
+        "model": cfg.model.name,
+        "batch_size": cfg.data.batch_size,
+        "steps_per_call": steps_per_call(cfg),
+        "epochs": args.epochs,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "framework": framework,
+        "hand_loop": loop,
+        "framework_vs_hand_loop": round(framework["images_per_s"] / loop["images_per_s"], 3),
+        "peak_rss_mb": {"framework": round(framework_rss), "process": round(peak_rss_mb())},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if torch.cuda.is_available():
+        report["gpu"] = torch.cuda.get_device_name()
+        report["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    if args.keras_python:
+        keras = keras_peer(args.keras_python, datamodule.data_dir, args.epochs, cfg.data.batch_size)
+        report["keras"] = keras
+        report["epoch_time_vs_keras"] = round(framework["epoch_s"] / keras["epoch_s_steady"], 3)
+        report["framework_vs_keras"] = round(framework["images_per_s"] / keras["images_per_s"], 3)
     print(table(report))
     print(json.dumps(report))
 

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import statistics
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, command
 
 IGNORED_KEYS = ("seed", "paths.", "data.root", "data.system_dir", "ckpt_path", "trainer.enable_")
 COLUMNS = (
@@ -231,6 +230,7 @@ def compare(directories: Sequence[str | Path], out: str | Path | None = None) ->
     return table
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_lab.compare", description=__doc__.splitlines()[0]
@@ -238,11 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("directories", nargs="+", help="run or sweep directories")
     parser.add_argument("--out", help="where to write the report (default: the first directory)")
     args = parser.parse_args(argv)
-    try:
-        print(compare(args.directories, args.out))
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+    print(compare(args.directories, args.out))
 
 
 if __name__ == "__main__":

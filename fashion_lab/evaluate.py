@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import UserError
+from fashion_lab.errors import command
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 from fashion_lab.inference import load_trained, parse_args
 from fashion_lab.train import build_datamodule
@@ -73,13 +73,10 @@ def table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
-    try:
-        ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-        metrics = evaluate(ckpt, overrides)
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+    ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    metrics = evaluate(ckpt, overrides)
     print(
         f"{metrics['model']} from {metrics['checkpoint']}: {metrics['test_images']:,} test images"
     )

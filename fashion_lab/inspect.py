@@ -14,7 +14,6 @@ one, untrained ones).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from matplotlib.figure import Figure
 from fashion_lab import receptive
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network
 from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, command
 
 
 def format_table(rows: list[receptive.Layer], params: int) -> str:
@@ -95,6 +94,7 @@ def maps_figure(
     return fig
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_lab.inspect", description=__doc__.splitlines()[0]
@@ -105,63 +105,57 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=dilated_v2")
     args = parser.parse_args(argv)
-    try:
-        overrides = [o for o in args.overrides if not o.startswith("ckpt_path=")]
-        ckpt = next(
-            (o.split("=", 1)[1] for o in args.overrides if o.startswith("ckpt_path=")), None
-        )
-        check_group_choices(overrides)
-        if args.images < 1:
-            raise UserError(f"--images must be at least 1, got {args.images}; e.g. --images 256.")
-        with tempfile.TemporaryDirectory() as tmp:
-            if ckpt:
-                path = resolve_checkpoint(ckpt, REPO_ROOT / "outputs", prefer=BEST)
-                net, cfg, _ = restore_network(path)
-                out = Path(args.out or path.parent.parent / "inspect")
-                weights = f"trained weights of {path}"
-            else:
-                from fashion_lab.train import build_model
+    overrides = [o for o in args.overrides if not o.startswith("ckpt_path=")]
+    ckpt = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("ckpt_path=")), None)
+    check_group_choices(overrides)
+    if args.images < 1:
+        raise UserError(f"--images must be at least 1, got {args.images}; e.g. --images 256.")
+    with tempfile.TemporaryDirectory() as tmp:
+        if ckpt:
+            path = resolve_checkpoint(ckpt, REPO_ROOT / "outputs", prefer=BEST)
+            net, cfg, _ = restore_network(path)
+            out = Path(args.out or path.parent.parent / "inspect")
+            weights = f"trained weights of {path}"
+        else:
+            from fashion_lab.train import build_model
 
-                cfg = compose_config(overrides, tmp)
-                torch.manual_seed(cfg.seed or 0)
-                net = build_model(cfg).eval()
-                out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / cfg.model.name)
-                weights = "untrained weights"
-            rows = receptive.layer_table(net)
-            params = sum(p.numel() for p in net.parameters())
-            print(f"{cfg.model.name}: {params:,} parameters")
-            print(format_table(rows, params))
-            layers = receptive.stage_ends(net)
-            from fashion_lab.train import build_datamodule
+            cfg = compose_config(overrides, tmp)
+            torch.manual_seed(cfg.seed or 0)
+            net = build_model(cfg).eval()
+            out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / cfg.model.name)
+            weights = "untrained weights"
+        rows = receptive.layer_table(net)
+        params = sum(p.numel() for p in net.parameters())
+        print(f"{cfg.model.name}: {params:,} parameters")
+        print(format_table(rows, params))
+        layers = receptive.stage_ends(net)
+        from fashion_lab.train import build_datamodule
 
-            data = build_datamodule(cfg)
-            data.setup()
-            images = data.split("test")[0][: args.images].float() / 255
-            images = (images - data.mean) / data.std
-            theory = receptive.theoretical_rf(net, layers)
-            effective = receptive.effective_rf(net, layers, images)
-        out.mkdir(parents=True, exist_ok=True)
-        name = cfg.model.name
-        figures = {
-            "theoretical_rf.png": maps_figure(
-                theory,
-                rows,
-                f"{name}: theoretical receptive field of the centre unit (paths)",
-                log=True,
-            ),
-            "effective_rf.png": maps_figure(
-                effective,
-                rows,
-                f"{name}: effective receptive field ({len(images)} test images, {weights})",
-            ),
-        }
-        for filename, figure in figures.items():
-            figure.savefig(out / filename, dpi=100)
-            plt.close(figure)
-            print(f"saved {out / filename}")
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        data = build_datamodule(cfg)
+        data.setup()
+        images = data.split("test")[0][: args.images].float() / 255
+        images = (images - data.mean) / data.std
+        theory = receptive.theoretical_rf(net, layers)
+        effective = receptive.effective_rf(net, layers, images)
+    out.mkdir(parents=True, exist_ok=True)
+    name = cfg.model.name
+    figures = {
+        "theoretical_rf.png": maps_figure(
+            theory,
+            rows,
+            f"{name}: theoretical receptive field of the centre unit (paths)",
+            log=True,
+        ),
+        "effective_rf.png": maps_figure(
+            effective,
+            rows,
+            f"{name}: effective receptive field ({len(images)} test images, {weights})",
+        ),
+    }
+    for filename, figure in figures.items():
+        figure.savefig(out / filename, dpi=100)
+        plt.close(figure)
+        print(f"saved {out / filename}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, command
 from fashion_lab.inference import load_trained, parse_args
 
 SIZE = 28
@@ -84,29 +84,23 @@ def predict(ckpt_path: str, patterns: str, top: int = 3) -> list[dict]:
     return results
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
-    try:
-        ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-        patterns = [o.split("=", 1)[1] for o in overrides if o.startswith("images=")]
-        unknown = [o for o in overrides if not o.startswith("images=")]
-        if unknown:
-            raise UserError(f"predict takes ckpt_path= and images=, not {unknown[0]!r}.")
-        if not patterns:
-            raise UserError("Name the images to classify: images='photos/*.png'.")
-        results = predict(ckpt, patterns[-1])
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+    ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    patterns = [o.split("=", 1)[1] for o in overrides if o.startswith("images=")]
+    unknown = [o for o in overrides if not o.startswith("images=")]
+    if unknown:
+        raise UserError(f"predict takes ckpt_path= and images=, not {unknown[0]!r}.")
+    if not patterns:
+        raise UserError("Name the images to classify: images='photos/*.png'.")
+    results = predict(ckpt, patterns[-1])
     for r in results:
         if "skipped" in r:
             print(f"{r['file']}: skipped ({r['skipped']})", file=sys.stderr)
         else:
             print(f"{r['file']}: " + ", ".join(f"{c} {p:.1%}" for c, p in r["top"]))
     if all("skipped" in r for r in results):
-        print(
-            "Error: none of the files is a readable image; give PNG or JPEG files.", file=sys.stderr
-        )
-        sys.exit(2)
+        raise UserError("none of the files is a readable image; give PNG or JPEG files.")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 from conftest import REPO, compose_run, run_cli, tiny_overrides, write_dataset
 
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, command
 from fashion_lab.train import train
 
 METRICS = ("val_acc", "val_acc_best", "val_loss", "test_acc", "test_loss")
@@ -291,6 +291,21 @@ def test_bad_configs_fail_with_one_sentence(args, message, tiny_data, tmp_path):
     assert "\n" not in str(error.value)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed" and str(error.value) == results["error"]
+
+
+def test_every_command_ends_a_user_error_or_ctrl_c_in_one_line(capsys):
+    @command
+    def main(error: BaseException) -> None:
+        raise error
+
+    for error, code, line in [
+        (UserError("Fix the thing."), 2, "Error: Fix the thing."),
+        (KeyboardInterrupt(), 130, "Interrupted; run the command again."),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(error)
+        assert exit_info.value.code == code
+        assert capsys.readouterr().err.strip() == line
 
 
 def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
