@@ -38,7 +38,7 @@ from fashion_lab.checkpoints import (
 )
 from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import RunInterrupted, UserError
+from fashion_lab.errors import RunInterrupted, UserError, command
 from fashion_lab.hardware import resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
@@ -568,13 +568,10 @@ def run(cfg: DictConfig) -> float | None:
     return results.get("val_acc_best")
 
 
+@command
 def main() -> None:
     """Entry point of `python -m fashion_lab` and `fashion-lab`: exits non-zero if a job failed."""
-    try:
-        sys.argv = [sys.argv[0], *prepare_overrides(sys.argv[1:])]
-    except UserError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.argv = [sys.argv[0], *prepare_overrides(sys.argv[1:])]
     try:
         run()
     except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
