@@ -152,6 +152,10 @@ def composition_error(error: Exception) -> UserError:
             f"Unknown config key {key}; check its spelling (`python -m fashion_lab --cfg job` "
             f"prints every key), or write +{key}=... to add a new one."
         )
+    present = re.search(r"An item is already at '([^']+)'", text)
+    if present:
+        key = present.group(1)
+        return UserError(f"{key} is already in the config; set it without the +: {key}=...")
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return UserError(f"Invalid override ({first}); fix it and run again.")
 

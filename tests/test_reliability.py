@@ -230,6 +230,10 @@ CLI_ERRORS = [
     (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
     (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
     (["trainer.foo=1"], "Unknown config key trainer.foo"),
+    (
+        ["+trainer.max_epochs=3"],
+        "trainer.max_epochs is already in the config; set it without the +: trainer.max_epochs=...",
+    ),
     (["model=dilated_v2", "model.dilations=[14]"], "span 29 pixels, more than the 28x28"),
     (["optimizer.lr=0"], "optimizer.lr must be a positive number, got 0"),
     (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
