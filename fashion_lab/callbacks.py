@@ -27,6 +27,7 @@ class RunRecorder(pl.Callback):
         self.history: list[dict[str, float | int | None]] = []
         self._epoch_start = 0.0
         self._timing = False  # an epoch's training time is being measured
+        self._validated = False  # the epoch under way was validated
         self._stage: str | None = None
         self.interrupted = False  # stopped by Ctrl-C (Lightning then exits with SystemExit(1))
 
@@ -68,8 +69,14 @@ class RunRecorder(pl.Callback):
         # included if it ran, rather than none
         self._end_timing(pl_module)
 
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
+        # Lightning validates before this hook; an epoch it did not validate
+        # (`check_val_every_n_epoch`, `max_steps` mid-epoch) records None, not the last figures
+        metrics = trainer.callback_metrics if self._validated else {}
+        self._validated = False
         self._sync(pl_module)
         epoch_s = round(time.perf_counter() - self._epoch_start, 3)
         self.history.append(

@@ -170,17 +170,24 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
     plt.close(fig)
 
 
-def plot_val_curves(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """Mean validation accuracy per epoch of each group (over its completed seeds)."""
+def plot_val_curves(
+    groups: dict[str, list[dict[str, Any]]], path: Path
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Mean validation accuracy per epoch of each group (over its completed seeds); returns
+    what it drew: group -> (epochs, accuracy %)."""
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    drawn = {}
     for name, runs in groups.items():
         curves = [[h.get("val/acc") for h in r.get("history", [])] for r in runs]
-        curves = [c for c in curves if c and None not in c]
+        curves = [c for c in curves if any(v is not None for v in c)]
         if not curves:
             continue
         length = min(len(c) for c in curves)
-        mean = [statistics.fmean(c[i] for c in curves) * 100 for i in range(length)]
-        ax.plot(range(1, length + 1), mean, marker="o", label=f"{name} (n={len(curves)})")
+        # the epochs every run validated (check_val_every_n_epoch may skip some)
+        epochs = [i for i in range(length) if all(c[i] is not None for c in curves)]
+        mean = [statistics.fmean(c[i] for c in curves) * 100 for i in epochs]
+        drawn[name] = ([i + 1 for i in epochs], mean)
+        ax.plot(*drawn[name], marker="o", label=f"{name} (n={len(curves)})")
     _save(
         fig,
         ax,
@@ -189,6 +196,7 @@ def plot_val_curves(groups: dict[str, list[dict[str, Any]]], path: Path) -> None
         "validation accuracy (%)",
         "Validation accuracy per epoch (mean over seeds)",
     )
+    return drawn
 
 
 def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:

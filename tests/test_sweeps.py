@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, tiny_overrides
 
-from fashion_lab.compare import compare, group_runs, leaderboard, load_runs
+from fashion_lab.compare import compare, group_runs, leaderboard, load_runs, plot_val_curves
 from fashion_lab.errors import UserError
 
 
@@ -101,6 +101,14 @@ def test_runs_without_a_validated_epoch_still_get_their_plots(tmp_path):
         warnings.simplefilter("error")  # matplotlib warned of an empty legend
         compare([tmp_path])
     assert (tmp_path / "val_acc_per_epoch.png").stat().st_size > 5_000
+
+
+def test_validation_curves_skip_the_epochs_that_were_not_validated(tmp_path):
+    history = [{"epoch": e, "val/acc": v} for e, v in enumerate((None, 0.8, None, 0.9))]
+    _fake_run(tmp_path, "a", "cnn", 0, 0.9, history=history)
+    drawn = plot_val_curves(group_runs(load_runs([tmp_path])), tmp_path / "curves.png")
+    assert drawn == {"model=cnn": ([2, 4], [80.0, 90.0])}
+    assert (tmp_path / "curves.png").stat().st_size > 5_000
 
 
 def test_groups_by_whatever_varies(tmp_path):

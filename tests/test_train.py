@@ -132,6 +132,13 @@ def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
 
 
+def test_the_history_has_validation_figures_only_for_validated_epochs(tiny_data, tmp_path):
+    overrides = ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"]
+    results = train(compose_run([*tiny_overrides(tiny_data, tmp_path), *overrides], tmp_path))
+    assert [h["val/acc"] is not None for h in results["history"]] == [False, True, False]
+    assert results["val_acc_best"] == results["history"][1]["val/acc"]
+
+
 def test_console_script_is_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"
