@@ -88,6 +88,11 @@ class RunRecorder(pl.Callback):
         self.interrupted = isinstance(exception, KeyboardInterrupt)
 
     @property
+    def validated_epochs(self) -> list[dict[str, float | int | None]]:
+        """The history's entries of the epochs Lightning validated."""
+        return [h for h in self.history if h.get("val/acc") is not None]
+
+    @property
     def images_per_second(self) -> float | None:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else None
 

@@ -31,21 +31,23 @@ def short_name(text: str, limit: int = 80) -> str:
     return f"{safe[: limit - 9]}_{hashlib.md5(safe.encode()).hexdigest()[:8]}"
 
 
-def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> str:
-    """The run directory: the resumed run's own when training from one of its checkpoints."""
+def _resumed_run(ckpt_path: str | None, train: bool, log_dir: str) -> Path | None:
+    """The run that training from `ckpt_path` continues, or None."""
     from fashion_lab.checkpoints import run_dir_of
 
-    resumed = run_dir_of(ckpt_path, log_dir) if train else None
-    return str(resumed or new_dir)
+    return run_dir_of(ckpt_path, log_dir) if train else None
+
+
+def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> str:
+    """The run directory: the resumed run's own when training from one of its checkpoints."""
+    return str(_resumed_run(ckpt_path, train, log_dir) or new_dir)
 
 
 def hydra_subdir(ckpt_path: str | None, train: bool, log_dir: str) -> str:
     """Where Hydra records a run's config and overrides: `.hydra`, and for training that
     resumes a run, `.hydra/resumed`, so that an attempt (perhaps a failed one) leaves the
     run's own record, from which later resumes take its overrides, as it was."""
-    from fashion_lab.checkpoints import run_dir_of
-
-    return ".hydra/resumed" if train and run_dir_of(ckpt_path, log_dir) else ".hydra"
+    return ".hydra/resumed" if _resumed_run(ckpt_path, train, log_dir) else ".hydra"
 
 
 def register_resolvers() -> None:

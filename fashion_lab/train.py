@@ -130,8 +130,9 @@ def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
         ]
         if "name" in keys:
             keys = ["name"]
-        before = ", ".join(f"model.{k}={trained_net.get(k)}" for k in keys).replace(".name=", "=")
-        after = ", ".join(f"model.{k}={net.get(k)}" for k in keys).replace(".name=", "=")
+        names = ["model" if k == "name" else f"model.{k}" for k in keys]
+        before = ", ".join(f"{n}={trained_net.get(k)}" for n, k in zip(names, keys, strict=True))
+        after = ", ".join(f"{n}={net.get(k)}" for n, k in zip(names, keys, strict=True))
         raise UserError(
             f"The checkpoint was trained with {before} and this run sets {after}; resume "
             f"without changing the model, or start a new run (no ckpt_path)."
@@ -205,12 +206,11 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
                 f"model.{key} must be true or false, got {cfg.model.get(key)!r}; fix the override."
             )
     smoothing = cfg.module.label_smoothing
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
-        smoothing = -1
-    if not 0 <= smoothing <= 1:
+    number = isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
+    if not number or not 0 <= smoothing <= 1:
         raise UserError(
-            f"module.label_smoothing must be a number from 0 to 1, got "
-            f"{cfg.module.label_smoothing!r}; e.g. module.label_smoothing=0.1."
+            f"module.label_smoothing must be a number from 0 to 1, got {smoothing!r}; e.g. "
+            "module.label_smoothing=0.1."
         )
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
@@ -448,9 +448,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
             metrics.update(_float_metrics(trainer.callback_metrics))
-            validated = [h for h in recorder.history if h.get("val/acc") is not None]
-            if "val/acc" not in metrics and validated:
-                # resumed after its last epoch (killed while testing): the restored record
+            # the validation figures from the run's whole record, which a resume restores even
+            # when it has no epoch left to validate (a run killed while testing)
+            validated = recorder.validated_epochs
+            if validated:
                 metrics.update(
                     {
                         "val/acc": validated[-1]["val/acc"],
@@ -506,8 +507,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             train_images_per_s=round(recorder.images_per_second or 0.0, 1),
             history=recorder.history,
         )
-        if recorder.history:
-            best_epoch = max(recorder.history, key=lambda h: h.get("val/acc") or -1.0)
+        if recorder.validated_epochs:
+            best_epoch = max(recorder.validated_epochs, key=lambda h: h["val/acc"])
             results["best_epoch"] = best_epoch["epoch"]
         if _is_rank_zero():
             # a failed attempt to resume a finished run leaves the finished run's results
