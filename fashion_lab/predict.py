@@ -2,11 +2,11 @@
 
     python -m fashion_lab.predict ckpt_path=<.ckpt, run dir or last> images='photos/*.png'
 
-Any PNG or JPEG, of any size and colour: it is made grayscale, padded to a square with its
-background colour, resized to 28x28 and, when its background is light, inverted (Fashion-MNIST
-items are light on black). Prints the three most likely classes of each file; a file that is
-not a readable image is named and skipped. `images` takes a glob pattern, or several separated
-by commas.
+Any PNG or JPEG, of any size, colour and bit depth: transparency is laid on white, the image
+is made grayscale, padded to a square with its background colour, resized to 28x28 and, when its
+background is light, inverted (Fashion-MNIST items are light on black). Prints the three most
+likely classes of each file; a file that is not a readable image is named and skipped. `images`
+takes a glob pattern, a directory (its files), or several of them separated by commas.
 """
 
 from __future__ import annotations
@@ -26,9 +26,30 @@ from fashion_lab.inference import load_trained, parse_args
 SIZE = 28
 
 
+def grayscale(image: Image.Image) -> Image.Image:
+    """An 8-bit grayscale ("L") copy, upright, with transparent parts white.
+
+    Pillow's own conversion clips 16-bit and 32-bit pixels to 255 (a 16-bit PNG turns white) and
+    drops transparency (a cut-out item on a transparent background, usually stored black, would
+    vanish into it); both are handled here.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("L")
+    if image.mode.startswith("I") or image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or pixels.max() > 255:
+            pixels = pixels / 257  # 16-bit range to 8-bit
+        elif image.mode == "F" and pixels.max() <= 1:
+            pixels = pixels * 255  # floats in [0, 1]
+        return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "L")
+    return image.convert("L")
+
+
 def to_fashion_mnist(image: Image.Image) -> torch.Tensor:
     """A [1, 28, 28] tensor in [0, 1]: grayscale, square, 28x28, light item on a dark background."""
-    gray = ImageOps.exif_transpose(image).convert("L")
+    gray = grayscale(image)
     pixels = np.asarray(gray, dtype=np.float32)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = float(np.median(border))
@@ -42,19 +63,22 @@ def to_fashion_mnist(image: Image.Image) -> torch.Tensor:
 
 
 def expand(patterns: str) -> list[Path]:
-    """Files matching comma-separated glob patterns (or plain paths), in order, once each.
+    """Files matching comma-separated glob patterns, plain paths or directories, once each.
 
     Raises:
         UserError: nothing matched.
     """
     files: list[Path] = []
     for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-        matches = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+        path = Path(pattern).expanduser()
+        if path.is_dir():
+            path = path / "*"
+        matches = sorted(glob.glob(str(path), recursive=True))
         files += [Path(m) for m in matches if Path(m).is_file() and Path(m) not in files]
     if not files:
         raise UserError(
-            f"No file matches images={patterns!r}; give a glob pattern in quotes, "
-            "e.g. images='photos/*.png'."
+            f"No file matches images={patterns!r}; give a directory or a glob pattern "
+            "in quotes, e.g. images='photos/*.png'."
         )
     return files
 

@@ -94,6 +94,22 @@ def test_a_light_item_on_black_is_kept():
     assert torch.allclose(x[0, 10, 10], torch.tensor(200 / 255), atol=0.02)
 
 
+def test_a_16_bit_image_keeps_its_grays():
+    image = np.zeros((28, 28), dtype=np.uint16)
+    image[8:20, 8:20] = 40000  # Pillow's own conversion to 8 bits would clip this to 255
+    x = to_fashion_mnist(Image.fromarray(image))
+    assert torch.allclose(x[0, 10, 10], torch.tensor(40000 / 65535), atol=0.02)
+    assert x[0, 0, 0] < 0.05
+
+
+def test_a_cut_out_item_on_a_transparent_background_is_not_lost():
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)  # transparent black, as cut-outs are stored
+    rgba[10:30, 10:30] = (30, 30, 30, 255)  # an opaque dark item
+    x = to_fashion_mnist(Image.fromarray(rgba, "RGBA"))
+    assert x[0, 0, 0] < 0.05, "the transparent background is taken as white, then inverted"
+    assert x[0, 14, 14] > 0.8, "the dark item becomes light"
+
+
 def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run, tmp_path):
     run_dir, _ = trained_run
     photos = tmp_path / "photos"
@@ -103,7 +119,7 @@ def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run
     (photos / "notes.png").write_text("not an image")
     done = run_cli(
         f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-        f"images={photos}/*",
+        f"images={photos}",
         module="fashion_lab.predict",
     )
     assert done.returncode == 0, done.stderr
@@ -121,4 +137,4 @@ def test_predict_with_nothing_matching_says_how_to_quote_the_pattern(trained_run
     run_dir, _ = trained_run
     done = run_cli(f"ckpt_path={run_dir}", f"images={tmp_path}/*.png", module="fashion_lab.predict")
     assert done.returncode == 2
-    assert "give a glob pattern in quotes" in done.stderr
+    assert "give a directory or a glob pattern in quotes" in done.stderr
