@@ -27,7 +27,19 @@ import matplotlib.pyplot as plt
 
 from fashion_lab.errors import UserError, command
 
-IGNORED_KEYS = ("seed", "paths.", "data.root", "data.system_dir", "ckpt_path", "trainer.enable_")
+# overrides that leave a run's figures as they are: runs differing only in these share a group
+IGNORED_KEYS = (
+    "seed",
+    "paths.",
+    "hydra.",
+    "data.root",
+    "data.system_dir",
+    "ckpt_path",
+    "print_config",
+    "logger",
+    "trainer.enable_",
+    "trainer.log_every_n_steps",
+)
 COLUMNS = (
     "group",
     "runs",

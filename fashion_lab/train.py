@@ -503,8 +503,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results.update(
             finished_at=time.time(),
             wall_time_s=round(time.perf_counter() - started, 2),
-            train_time_s=round(recorder.train_seconds, 2),
-            train_images_per_s=round(recorder.images_per_second or 0.0, 1),
+            # None, not 0, when no batch was trained (train=false): compare skips them
+            train_time_s=round(recorder.train_seconds, 2) if recorder.images_per_second else None,
+            train_images_per_s=(
+                round(recorder.images_per_second, 1) if recorder.images_per_second else None
+            ),
             history=recorder.history,
         )
         if recorder.validated_epochs:

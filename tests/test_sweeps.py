@@ -120,9 +120,18 @@ def test_groups_by_whatever_varies(tmp_path):
                 "cnn",
                 seed,
                 0.9,
-                overrides=["model=cnn", f"optimizer.lr={lr}", f"seed={seed}"],
+                # settings that leave the figures as they are do not split a group
+                overrides=["model=cnn", f"optimizer.lr={lr}", f"seed={seed}"]
+                + ["print_config=false", "~logger", "trainer.enable_progress_bar=false"] * seed,
             )
     assert set(group_runs(load_runs([tmp_path]))) == {"optimizer.lr=0.1", "optimizer.lr=0.01"}
+
+
+def test_test_only_runs_have_no_training_speed(tmp_path):
+    _fake_run(tmp_path, "trained", "cnn", 0, 0.9)
+    _fake_run(tmp_path, "tested", "cnn", 1, 0.9, train_time_s=None, train_images_per_s=None)
+    (row,) = leaderboard(group_runs(load_runs([tmp_path])))
+    assert (row["train_time_s"], row["train_images_per_s"]) == ("10.0", "500")
 
 
 def test_compare_without_runs_is_one_sentence(tmp_path):

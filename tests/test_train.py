@@ -139,6 +139,17 @@ def test_the_history_has_validation_figures_only_for_validated_epochs(tiny_data,
     assert results["val_acc_best"] == results["history"][1]["val/acc"]
 
 
+def test_testing_a_checkpoint_records_its_accuracy_and_no_training_speed(tiny_data, tmp_path):
+    trained = train(
+        compose_run([*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1"], tmp_path)
+    )
+    best = Path(trained["output_dir"], "checkpoints", "best.ckpt")
+    overrides = [*tiny_overrides(tiny_data, tmp_path / "again"), "train=false", f"ckpt_path={best}"]
+    tested = train(compose_run(overrides, tmp_path / "again"))
+    assert tested["status"] == "completed" and tested["test_acc"] == trained["test_acc"]
+    assert tested["train_time_s"] is None and tested["train_images_per_s"] is None
+
+
 def test_console_script_is_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"
