@@ -23,6 +23,20 @@ def repo_root() -> str:
     return str(REPO_ROOT)
 
 
+def check_config_dir() -> None:
+    """The configs live in the repository, beside the package: an install without them (a
+    wheel, `pip install .`) is said in a sentence (Hydra would blame the overrides).
+
+    Raises:
+        UserError: `conf/` is not beside the package.
+    """
+    if not CONFIG_DIR.is_dir():
+        raise UserError(
+            f"The configs are not at {CONFIG_DIR}: fashion_lab runs from a clone of its "
+            "repository; install it there with pip install -e <clone> and run again."
+        )
+
+
 def short_name(text: str, limit: int = 80) -> str:
     """A file-name-safe version of `text`, at most `limit` characters (a hash keeps it unique)."""
     safe = text.replace("/", "_") or "default"
@@ -174,6 +188,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     """
     from fashion_lab.checkpoints import resolve_checkpoint, run_dir_of
 
+    check_config_dir()
     args = [o for o in overrides if not o.startswith("-")]
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
@@ -234,6 +249,7 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    check_config_dir()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)

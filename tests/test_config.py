@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 from conftest import compose_run
 
 from fashion_lab.config import CONFIG_DIR, prepare_overrides, short_name
+from fashion_lab.errors import UserError
 from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
 
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
@@ -103,3 +104,13 @@ def test_a_group_is_left_out_with_a_tilde(tmp_path):
     trainer = build_trainer(cfg)
     assert trainer.loggers == []
     assert trainer.checkpoint_callback.monitor is None, "Lightning's default, not conf's"
+
+
+def test_an_install_without_the_configs_says_to_install_from_a_clone(monkeypatch, tmp_path):
+    import fashion_lab.config
+
+    monkeypatch.setattr(fashion_lab.config, "CONFIG_DIR", tmp_path / "site-packages" / "conf")
+    with pytest.raises(UserError, match=r"install it there with pip install -e <clone>"):
+        prepare_overrides(["model=cnn"])
+    with pytest.raises(UserError, match=r"The configs are not at .*site-packages"):
+        fashion_lab.config.compose_config([], tmp_path)
