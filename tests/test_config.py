@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import pytorch_lightning as pl
-from conftest import compose_run
+from conftest import compose_run, run_cli
 
 from fashion_lab.config import CONFIG_DIR, prepare_overrides, short_name
 from fashion_lab.errors import UserError
@@ -114,3 +114,11 @@ def test_an_install_without_the_configs_says_to_install_from_a_clone(monkeypatch
         prepare_overrides(["model=cnn"])
     with pytest.raises(UserError, match=r"The configs are not at .*site-packages"):
         fashion_lab.config.compose_config([], tmp_path)
+
+
+def test_help_names_the_program_its_commands_and_every_option():
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("fashion_lab: train and compare Fashion-MNIST classifiers")
+    assert "python -m fashion_lab -m model=cnn,dilated_v2 seed=0,1,2" in done.stdout
+    assert "model: cnn, dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, resnet" in done.stdout
