@@ -12,10 +12,12 @@ import shutil
 import sys
 import time
 import traceback
+import types
+import typing
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import hydra
 import pytorch_lightning as pl
@@ -236,6 +238,55 @@ def _instantiate_all(group: Mapping | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the type `hint` names (parts it cannot judge take anything)."""
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if origin is Literal:
+        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(origin or hint, type):
+        return isinstance(value, origin or hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "null"
+    if origin in (Union, types.UnionType):
+        described = (_describe(h).split(", ") for h in typing.get_args(hint))
+        parts = list(dict.fromkeys(p for d in described for p in d if p))
+        if "a number" in parts and "an integer" in parts:
+            parts.remove("an integer")
+        return " or ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    if origin is Literal:
+        return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
+    return names.get(hint, "")
+
+
+def check_trainer_types(options: Mapping[str, Any]) -> None:
+    """Check the trainer options' types against Lightning's signature: the Trainer stores
+    `max_epochs="abc"` as given and fails much later, with a stack trace.
+
+    Raises:
+        UserError: an option of the wrong type.
+    """
+    hints = typing.get_type_hints(pl.Trainer.__init__)
+    for key, value in options.items():
+        if key in hints and not _fits(value, hints[key]):
+            raise UserError(
+                f"trainer.{key} must be {_describe(hints[key])}, got {value!r}; fix the override."
+            )
+
+
 def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
     """The Trainer from `cfg.trainer`, `cfg.callbacks`, `cfg.logger`: the one place that builds it.
 
@@ -245,6 +296,7 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
     job_index = HydraConfig.get().job.num if _sweeping() else None
     options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     options.pop("_target_", None)
+    check_trainer_types(options)
     if steps_per_call(cfg) > 1:
         # the module steps its optimizer itself (manual optimization), clipping included
         options.pop("gradient_clip_val", None)
@@ -266,9 +318,11 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
             plugins=[AtomicCheckpointIO()],
         )
     except TypeError as e:
-        raise UserError(
-            f"The trainer config has an option Lightning does not know ({e}); remove it."
-        ) from None
+        if "unexpected keyword argument" in str(e):
+            raise UserError(
+                f"The trainer config has an option Lightning does not know ({e}); remove it."
+            ) from None
+        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
     except (MisconfigurationException, ValueError) as e:
         raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
 
@@ -417,6 +471,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
+        check_trainer_types(OmegaConf.to_container(cfg.trainer, resolve=True))
         if not cfg.train and resume is None:
             raise UserError(
                 "train=false tests a trained model; name its checkpoint with ckpt_path (a .ckpt "
