@@ -146,14 +146,10 @@ def check_composes(overrides: list[str]) -> None:
     """
     from hydra import compose, initialize_config_dir
 
-    job = [
-        _first_of_sweep(o)
-        for o in overrides
-        if not _key(o).startswith("hydra") and not SWEEP_FUNCTION.match(o.partition("=")[2])
-    ]
+    job = [_first_of_sweep(o) for o in overrides if not SWEEP_FUNCTION.match(o.partition("=")[2])]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=job)
+            compose("config", overrides=job, return_hydra_config=True)
     except COMPOSE_ERRORS as e:
         raise composition_error(e) from None
 
@@ -173,6 +169,10 @@ def composition_error(error: Exception) -> UserError:
         key = present.group(1)
         return UserError(f"{key} is already in the config; set it without the +: {key}=...")
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    merging = re.match(r"Error merging override (\S+)", first)
+    if merging and str(error.__cause__).strip():  # the cause says why: a value's type
+        why = str(error.__cause__).strip().splitlines()[0]
+        return UserError(f"Invalid override {merging.group(1)} ({why}); fix it and run again.")
     return UserError(f"Invalid override ({first}); fix it and run again.")
 
 
@@ -193,6 +193,11 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
     sweeping = any(o in ("-m", "--multirun") for o in overrides)
+    if given.get("hparams_search") and not sweeping:
+        raise UserError(
+            f"hparams_search={given['hparams_search']} runs a search over many trials, which "
+            f"needs -m: python -m fashion_lab -m hparams_search={given['hparams_search']}."
+        )
     if "ckpt_path" in given and not sweeping:
         log_dir = log_dir_of(given)
         resolve_checkpoint(given["ckpt_path"], log_dir)

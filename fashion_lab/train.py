@@ -627,10 +627,23 @@ def run(cfg: DictConfig) -> float | None:
     return results.get("val_acc_best")
 
 
+LOKY_TRACKER_WARNINGS = "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"
+"""The parallel launcher's helper process can warn of a "leaked semlock" after Ctrl-C, below
+the line that says how to continue; nothing is lost and nothing is for the user to do."""
+
+
+def quiet_launcher_helpers() -> None:
+    """Have the processes started from here (the launcher's helpers) drop LOKY_TRACKER_WARNINGS."""
+    earlier = os.environ.get("PYTHONWARNINGS")
+    if LOKY_TRACKER_WARNINGS not in (earlier or ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (earlier, LOKY_TRACKER_WARNINGS)))
+
+
 @command
 def main() -> None:
     """Entry point of `python -m fashion_lab` and `fashion-lab`: exits non-zero if a job failed."""
     sys.argv = [sys.argv[0], *prepare_overrides(sys.argv[1:])]
+    quiet_launcher_helpers()
     try:
         run()
     except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
