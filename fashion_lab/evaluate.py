@@ -75,7 +75,9 @@ def table(metrics: dict) -> str:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    ckpt, overrides = parse_args(
+        sys.argv[1:] if argv is None else argv, "python -m fashion_lab.evaluate", __doc__
+    )
     metrics = evaluate(ckpt, overrides)
     print(
         f"{metrics['model']} from {metrics['checkpoint']}: {metrics['test_images']:,} test images"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,17 @@ class Trained:
         return torch.cat(out) if out else torch.empty(0, len(CLASS_NAMES))
 
 
-def parse_args(args: list[str]) -> tuple[str, list[str]]:
-    """Split `ckpt_path=...` from the other `key=value` overrides.
+def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
+    """Split `ckpt_path=...` from the other `key=value` overrides; `--help` prints `doc`.
 
     Raises:
         UserError: no ckpt_path, or an argument that is not key=value.
     """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("overrides", nargs="*", help="ckpt_path=... and key=value overrides")
+    args = parser.parse_args(args).overrides
     bad = [a for a in args if "=" not in a]
     if bad:
         raise UserError(f"Arguments are key=value overrides, got {bad[0]!r}; e.g. ckpt_path=last.")

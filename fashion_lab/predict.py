@@ -110,7 +110,9 @@ def predict(ckpt_path: str, patterns: str, top: int = 3) -> list[dict]:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ckpt, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    ckpt, overrides = parse_args(
+        sys.argv[1:] if argv is None else argv, "python -m fashion_lab.predict", __doc__
+    )
     patterns = [o.split("=", 1)[1] for o in overrides if o.startswith("images=")]
     unknown = [o for o in overrides if not o.startswith("images=")]
     if unknown:

@@ -337,6 +337,13 @@ def test_every_command_ends_a_user_error_or_ctrl_c_in_one_line(capsys):
         assert capsys.readouterr().err.strip() == line
 
 
+@pytest.mark.parametrize("name", ["evaluate", "predict", "inspect", "compare", "benchmark"])
+def test_every_command_answers_help(name):
+    done = run_cli("--help", module=f"fashion_lab.{name}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m fashion_lab.{name}")
+
+
 def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.ckpt"
     for content in ("not a checkpoint", "a damaged checkpoint\n", ""):
