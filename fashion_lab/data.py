@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytorch_lightning as pl
 import torch
 
-from fashion_lab.errors import DataError, UserError
+from fashion_lab.errors import DataError, UserError, check_types
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -355,11 +355,18 @@ class Augmentation:
     erasing: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.crop_padding < 0 or not (0 <= self.hflip <= 1) or not (0 <= self.erasing <= 1):
+        check_types(Augmentation, vars(self), "data.augment")
+        if self.crop_padding < 0:
             raise UserError(
-                "data.augment needs crop_padding >= 0 and hflip, erasing between 0 and 1; "
+                f"data.augment.crop_padding must be 0 or more pixels, got {self.crop_padding}; "
                 "fix the override."
             )
+        for name in ("hflip", "erasing"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(
+                    f"data.augment.{name} is a probability from 0 to 1, got "
+                    f"{getattr(self, name)}; fix the override."
+                )
 
     @property
     def active(self) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Union
 
 
 class UserError(Exception):
@@ -41,3 +44,60 @@ def command(main: Callable[..., None]) -> Callable[..., None]:
             sys.exit(130)
 
     return run
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the scalar type `hint` names; containers and other types pass."""
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if origin is Literal:
+        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (bool, str):
+        return isinstance(value, hint)
+    if isinstance(origin, type):  # list[float], Sequence[str]: a config list is any of them
+        return isinstance(value, (origin, list, tuple))
+    if origin is None and isinstance(hint, type) and not isinstance(value, (list, dict)):
+        return isinstance(value, hint)  # a class such as torch.Tensor or Path
+    return True
+
+
+def _describe(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        described = (_describe(h).split(", ") for h in typing.get_args(hint))
+        parts = list(dict.fromkeys(p for d in described for p in d if p))
+        if "a number" in parts and "an integer" in parts:
+            parts.remove("an integer")
+        return " or ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    if origin is Literal:
+        return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
+    names = {int: "an integer", float: "a number", bool: "true, false", str: "a string"}
+    return names.get(hint, "")
+
+
+def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:
+    """Check the config at `key` against the types in `target`'s signature: Lightning's
+    Trainer, for one, stores `max_epochs="abc"` as given and fails later with a stack trace.
+
+    Raises:
+        UserError: an option of a type the signature excludes.
+    """
+    try:
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # a signature whose annotations do not resolve: nothing to check
+        return
+    for name, value in options.items():
+        if name in hints and not _fits(value, hints[name]):
+            expected = _describe(hints[name]).replace("true, false", "true or false", 1)
+            if expected.count(" or ") > 1:
+                expected = expected.replace(" or ", ", ", 1)
+            raise UserError(f"{key}.{name} must be {expected}, got {value!r}; fix the override.")

@@ -61,7 +61,7 @@ class LitClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         class_names: names shown in the figures and per-class metrics.
         channels_last: run the network in channels-last memory format (faster convolutions).
-        num_prediction_samples: test images drawn in the prediction grid.
+        num_prediction_samples: test images drawn in the prediction grid (0: no grid).
         steps_per_call: optimizer steps per training step: each training batch holds up to
             that many batches stacked [m, B, ...], stepped through in order (manual
             optimization), so Lightning's cost per step is paid once for all of them; logs
@@ -255,7 +255,7 @@ class LitClassifier(pl.LightningModule):
         loss, preds, y = self._loss_and_predictions(batch)
         self.test_metrics.update(preds, y)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
-        if batch_idx == 0:
+        if batch_idx == 0 and self.num_prediction_samples > 0:
             k = self.num_prediction_samples
             self.samples = (batch[0][:k].detach().cpu(), y[:k].cpu(), preds[:k].cpu())
 

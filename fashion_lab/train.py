@@ -12,12 +12,10 @@ import shutil
 import sys
 import time
 import traceback
-import types
-import typing
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -40,7 +38,7 @@ from fashion_lab.checkpoints import (
 )
 from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import RunInterrupted, UserError, command
+from fashion_lab.errors import RunInterrupted, UserError, check_types, command
 from fashion_lab.hardware import resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
@@ -54,12 +52,27 @@ MODULE_OPTIONS = ("channels_last", "compile")
 """Keys of `cfg.model` that configure how the network runs, not what it is."""
 
 
-def instantiate(node: Any, **kwargs) -> Any:
-    """`hydra.utils.instantiate`, with a user's mistake surfacing as the UserError it is.
+def instantiate(node: Any, key: str, **kwargs) -> Any:
+    """`hydra.utils.instantiate` of the config at `key`, with a user's mistake surfacing as
+    the UserError it is.
 
     Raises:
-        UserError: the object refused its options (bad type or value, unknown argument).
+        UserError: an option of a type the object's signature excludes, or one the object
+            refused (bad value, unknown argument).
     """
+    try:
+        target = hydra.utils.get_object(node["_target_"])
+    except Exception:  # a target that does not import: instantiate says so below
+        target = None
+    if target is not None:
+        options = OmegaConf.to_container(node, resolve=True)
+        # a partial's nulls are filled in when it is called (the scheduler's length)
+        partial = options.get("_partial_", False)
+        check_types(
+            target,
+            {k: v for k, v in options.items() if not (partial and v is None)},
+            key,
+        )
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -182,7 +195,7 @@ def seed_run(cfg: DictConfig) -> list[pl.Callback]:
 
 def build_datamodule(cfg: DictConfig) -> FashionMNISTDataModule:
     """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once."""
-    return instantiate(cfg.data, _convert_="all", steps_per_call=steps_per_call(cfg))
+    return instantiate(cfg.data, "data", _convert_="all", steps_per_call=steps_per_call(cfg))
 
 
 def network_options(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,7 +227,13 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
             f"module.label_smoothing must be a number from 0 to 1, got {smoothing!r}; e.g. "
             "module.label_smoothing=0.1."
         )
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    samples = cfg.module.num_prediction_samples
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 0:
+        raise UserError(
+            f"module.num_prediction_samples is the number of test images in the prediction "
+            f"grid, an integer from 0, got {samples!r}; fix the override."
+        )
+    scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
     if cfg.model.get("compile"):
         net = torch.compile(net)
     steps = steps_per_call(cfg)
@@ -222,7 +241,7 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     config["module"]["steps_per_call"] = steps
     return LitClassifier(
         net,
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=instantiate(cfg.optimizer, "optimizer"),
         scheduler=scheduler,
         label_smoothing=cfg.module.label_smoothing,
         channels_last=cfg.model.get("channels_last", False),
@@ -234,57 +253,12 @@ def build_module(cfg: DictConfig, net: nn.Module) -> LitClassifier:
     )
 
 
-def _instantiate_all(group: Mapping | None) -> list[Any]:
-    return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether `value` has the type `hint` names (parts it cannot judge take anything)."""
-    if hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        return any(_fits(value, h) for h in typing.get_args(hint))
-    if origin is Literal:
-        return any(value == v and type(value) is type(v) for v in typing.get_args(hint))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(origin or hint, type):
-        return isinstance(value, origin or hint)
-    return True
-
-
-def _describe(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    origin = typing.get_origin(hint)
-    if hint is type(None):
-        return "null"
-    if origin in (Union, types.UnionType):
-        described = (_describe(h).split(", ") for h in typing.get_args(hint))
-        parts = list(dict.fromkeys(p for d in described for p in d if p))
-        if "a number" in parts and "an integer" in parts:
-            parts.remove("an integer")
-        return " or ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
-    if origin is Literal:
-        return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
-    return names.get(hint, "")
-
-
-def check_trainer_types(options: Mapping[str, Any]) -> None:
-    """Check the trainer options' types against Lightning's signature: the Trainer stores
-    `max_epochs="abc"` as given and fails much later, with a stack trace.
-
-    Raises:
-        UserError: an option of the wrong type.
-    """
-    hints = typing.get_type_hints(pl.Trainer.__init__)
-    for key, value in options.items():
-        if key in hints and not _fits(value, hints[key]):
-            raise UserError(
-                f"trainer.{key} must be {_describe(hints[key])}, got {value!r}; fix the override."
-            )
+def _instantiate_all(group: Mapping | None, key: str) -> list[Any]:
+    return [
+        instantiate(c, f"{key}.{name}")
+        for name, c in (group or {}).items()
+        if c and "_target_" in c
+    ]
 
 
 def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
@@ -296,7 +270,7 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
     job_index = HydraConfig.get().job.num if _sweeping() else None
     options = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     options.pop("_target_", None)
-    check_trainer_types(options)
+    check_types(pl.Trainer, options, "trainer")
     if steps_per_call(cfg) > 1:
         # the module steps its optimizer itself (manual optimization), clipping included
         options.pop("gradient_clip_val", None)
@@ -306,10 +280,10 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
                 "trainer.accumulate_grad_batches does not combine with module.steps_per_call > 1; "
                 "raise data.batch_size instead, or set module.steps_per_call=1."
             )
-    all_callbacks = _instantiate_all(cfg.get("callbacks")) + list(callbacks)
+    all_callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks") + list(callbacks)
     if not options.get("enable_progress_bar", True):
         all_callbacks = [c for c in all_callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
-    loggers = _instantiate_all(cfg.get("logger"))
+    loggers = _instantiate_all(cfg.get("logger"), "logger")
     try:
         return pl.Trainer(
             **options,
@@ -471,7 +445,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
-        check_trainer_types(OmegaConf.to_container(cfg.trainer, resolve=True))
+        check_types(pl.Trainer, OmegaConf.to_container(cfg.trainer, resolve=True), "trainer")
         if not cfg.train and resume is None:
             raise UserError(
                 "train=false tests a trained model; name its checkpoint with ckpt_path (a .ckpt "
