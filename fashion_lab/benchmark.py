@@ -157,10 +157,27 @@ def hand_loop(
     }
 
 
-def keras_peer(python: str, data_dir: Path, epochs: int, batch_size: int) -> dict[str, Any]:
-    """Run ../shared/peers/keras_seed_cnn.py under another interpreter; its JSON line."""
+def check_keras_python(python: str) -> None:
+    """Before anything is measured: the peer is there and `python` imports TensorFlow.
+
+    Raises:
+        UserError: the peer script is missing, or the interpreter cannot run it.
+    """
     if not KERAS_PEER.is_file():
         raise UserError(f"The Keras peer {KERAS_PEER} is missing; drop --keras-python.")
+    try:
+        subprocess.run([python, "-c", "import tensorflow"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace") or str(e)
+        raise UserError(
+            f"--keras-python {python} cannot import TensorFlow ({detail.strip().splitlines()[-1]});"
+            " give the python of a venv with tensorflow-cpu, as ../shared/peers/keras_seed_cnn.py"
+            " says, or drop --keras-python."
+        ) from None
+
+
+def keras_peer(python: str, data_dir: Path, epochs: int, batch_size: int) -> dict[str, Any]:
+    """Run ../shared/peers/keras_seed_cnn.py under another interpreter; its JSON line."""
     command = [
         python,
         str(KERAS_PEER),
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
     args = parser.parse_args(argv)
+    if args.keras_python:
+        check_keras_python(args.keras_python)
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             f"trainer.max_epochs={args.epochs}",

@@ -79,7 +79,13 @@ def test_benchmark_runs_the_keras_peer_under_another_interpreter(tiny_data, tmp_
     assert "framework / Keras epoch time" in text
 
 
-def test_benchmark_reports_a_broken_peer_in_one_sentence(tiny_data, tmp_path, capsys):
+def test_benchmark_reports_a_broken_peer_in_one_sentence_before_measuring(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    def measured(*args):
+        raise AssertionError("the framework was measured before the peer was checked")
+
+    monkeypatch.setattr(benchmark, "framework_path", measured)
     argv = [
         "--epochs",
         "1",
@@ -90,7 +96,8 @@ def test_benchmark_reports_a_broken_peer_in_one_sentence(tiny_data, tmp_path, ca
     with pytest.raises(SystemExit) as exit_info:
         benchmark.main(argv)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("Error: ")
+    error = capsys.readouterr().err
+    assert error.startswith("Error: ") and "drop --keras-python" in error
 
 
 def test_benchmark_needs_an_epoch(capsys):
