@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,11 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
     sweeping = any(o in ("-m", "--multirun") for o in overrides)
+    if given.get("hydra/launcher") == "slurm" and sweeping and shutil.which("srun") is None:
+        raise UserError(
+            "hydra/launcher=slurm submits jobs to a SLURM cluster and finds no srun here; run the "
+            "sweep on the cluster's login node, or use hydra/launcher=parallel on this machine."
+        )
     if given.get("hparams_search") and not sweeping:
         raise UserError(
             f"hparams_search={given['hparams_search']} runs a search over many trials, which "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -191,6 +192,19 @@ def test_slurm_launcher_config_documents_its_keys(tmp_path):
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 60, 1)
     assert launcher.array_parallelism == 16
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine is a SLURM node")
+def test_slurm_off_a_cluster_is_one_sentence(tiny_data, tmp_path):
+    done = run_cli("-m", "hydra/launcher=slurm", *tiny_overrides(tiny_data, tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: hydra/launcher=slurm submits jobs to a SLURM cluster and finds no srun here"
+        )
+    )
 
 
 @pytest.mark.slow
