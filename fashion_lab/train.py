@@ -297,7 +297,8 @@ def build_trainer(cfg: DictConfig, callbacks: Iterable[pl.Callback] = ()) -> pl.
                 f"The trainer config has an option Lightning does not know ({e}); remove it."
             ) from None
         raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
-    except (MisconfigurationException, ValueError) as e:
+    except (MisconfigurationException, ValueError, ImportError) as e:
+        # ImportError: an accelerator or strategy whose package is missing (tpu: torch_xla)
         raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
 
 
@@ -339,6 +340,8 @@ def log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: Mapping[str, floa
         if k.startswith(keys) and not k.endswith(("_target_", "_partial_"))
     }
     params["trainer.precision"] = str(trainer.precision)
+    if not trainer.is_global_zero:  # other processes' loggers write nothing
+        return
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             writer = logger.experiment._get_file_writer()
@@ -597,7 +600,8 @@ def run(cfg: DictConfig) -> float | None:
             raise
         log.error(f"Job failed with {type(e).__name__}: {e}\n{traceback.format_exc()}")
         return None
-    log.info(_summary(results, cfg))
+    if _is_rank_zero():  # once, not once per process
+        log.info(_summary(results, cfg))
     return results.get("val_acc_best")
 
 

@@ -300,6 +300,7 @@ IN_PROCESS_ERRORS = [
     (["trainer.deterministic=maybe"], "trainer.deterministic must be true, false, warn or null"),
     (["trainer.precision=bf17"], r"trainer.precision must be .*bf16-mixed.* got 'bf17'"),
     (["trainer.devices=abc"], r"Lightning refused the trainer config \(`devices`"),
+    (["trainer.accelerator=tpu"], r"Lightning refused the trainer config \(Requirement 'torch_xla"),
     (["data.split_seed=abc"], "data.split_seed must be an integer, got 'abc'"),
     (["data.verify_checksums=maybe"], "data.verify_checksums must be true or false, got"),
     (["data.device_resident=maybe"], "data.device_resident must be true, false or null, got"),

@@ -211,6 +211,8 @@ def test_slurm_off_a_cluster_is_one_sentence(tiny_data, tmp_path):
 def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_path):
     done = run_cli("trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "data.batch_size=32")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, "the second process ends cleanly too"
+    assert len([line for line in done.stderr.splitlines() if line.startswith("cnn: test/acc")]) == 1
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1, run_dirs
     [results_file] = tmp_path.rglob("results.json")
