@@ -123,7 +123,25 @@ def test_resnet_can_replace_strides_with_dilation_like_torchvision():
     assert all(b.conv1.stride == (1, 1) for b in blocks)
 
 
-@pytest.mark.parametrize("depth", [19, 2, "20"])
+@pytest.mark.parametrize("depth", [19, 2])
 def test_resnet_rejects_a_depth_that_is_not_6n_plus_2(depth):
     with pytest.raises(UserError, match=r"6n \+ 2"):
         create_model("resnet", depth=depth)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("resnet", {"depth": "20"}, "model.depth must be an integer, got '20'"),
+        ("resnet", {"width": 0}, "model.width must be a positive integer, got 0"),
+        ("dilated_v2", {"width": -4}, "model.width must be a positive integer, got -4"),
+        ("cnn", {"hidden": 0}, "model.hidden must be a positive integer, got 0"),
+        ("cnn", {"dropout": "abc"}, "model.dropout must be a number, got 'abc'"),
+        ("dilated_hdc", {"residual": "maybe"}, "model.residual must be true or false"),
+        ("resnet", {"replace_stride_with_dilation": "maybe"}, "two booleans, .* got 'maybe'"),
+    ],
+)
+def test_options_of_the_wrong_type_or_size_are_one_sentence(name, options, message):
+    # a zero width built, and failed only at the first forward pass, inside torch
+    with pytest.raises(UserError, match=message):
+        create_model(name, **options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fashion_lab.models.registry import register_model
+from fashion_lab.models.registry import check_positive, register_model
 
 
 class SimpleCNN(nn.Sequential):
@@ -17,6 +17,7 @@ class SimpleCNN(nn.Sequential):
     """
 
     def __init__(self, *, num_classes: int = 10, dropout: float = 0.5, hidden: int = 128) -> None:
+        check_positive("hidden", hidden)
         super().__init__(
             nn.Conv2d(1, 32, 3),
             nn.ReLU(inplace=True),

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fashion_lab.errors import UserError
-from fashion_lab.models.registry import register_model
+from fashion_lab.models.registry import check_positive, register_model
 
 KERNEL = 3
 
@@ -113,6 +113,7 @@ class DilatedNet(nn.Module):
         input_size: int = 28,
     ) -> None:
         super().__init__()
+        check_positive("width", width)
         self.stages = as_stages(dilations)
         layers: list[nn.Module] = [ConvBNReLU(in_channels, width)]
         channels, size = width, input_size

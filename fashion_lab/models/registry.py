@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+import typing
 from collections.abc import Callable
 
 from torch import nn
 
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, check_types
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,8 +32,13 @@ def create_model(name: str, **kwargs) -> nn.Module:
     """
     if name not in _MODELS:
         raise UserError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
+    builder = _MODELS[name]
+    check_types(builder, kwargs, "model")
+    built = typing.get_type_hints(builder).get("return")
+    if isinstance(built, type):  # the class takes the options a builder's **kwargs passes on
+        check_types(built, kwargs, "model")
     try:
-        return _MODELS[name](**kwargs)
+        return builder(**kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise _bad_value(name, e) from None
@@ -51,3 +57,15 @@ def _bad_value(name: str, error: Exception) -> UserError:
         f"Model {name!r} cannot be built with these options ({reason}); fix the model.* "
         f"overrides (the defaults are in conf/model/{name}.yaml)."
     )
+
+
+def check_positive(option: str, value: object) -> None:
+    """A size option (a width, a layer's units) is a positive integer.
+
+    Raises:
+        UserError: it is not; a zero width builds, and fails only at the first forward pass.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(
+            f"model.{option} must be a positive integer, got {value!r}; fix the override."
+        )

@@ -9,7 +9,7 @@ from torch import nn
 
 from fashion_lab.errors import UserError
 from fashion_lab.models.dilated import check_span, classifier_head
-from fashion_lab.models.registry import register_model
+from fashion_lab.models.registry import check_positive, register_model
 
 
 class BasicBlock(nn.Module):
@@ -69,12 +69,18 @@ class ResNet(nn.Module):
                 f"model.depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110), got "
                 f"{depth!r}; e.g. model.depth=20."
             )
-        replace = list(replace_stride_with_dilation)
-        if len(replace) != 2 or not all(isinstance(r, bool) for r in replace):
+        check_positive("width", width)
+        replace = replace_stride_with_dilation
+        if (
+            isinstance(replace, str)
+            or len(replace) != 2
+            or not all(isinstance(r, bool) for r in replace)
+        ):
             raise UserError(
                 "model.replace_stride_with_dilation must be two booleans, one for each of "
                 f"stages 2 and 3, got {replace!r}; e.g. [false,true]."
             )
+        replace = list(replace)
         blocks = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
