@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import shutil
 import tempfile
@@ -53,9 +54,31 @@ def _resumed_run(ckpt_path: str | None, train: bool, log_dir: str) -> Path | Non
     return run_dir_of(ckpt_path, log_dir) if train else None
 
 
+_CLAIMED: dict[str, str] = {}
+
+
+def claim(new_dir: str) -> str:
+    """`new_dir` created for this process alone, or `new_dir_2`, `_3`, ... when another run
+    that started in the same second (same name) took it: two runs never share a directory.
+    The same name gives the same answer for the rest of the process."""
+    if new_dir not in _CLAIMED:
+        for n in itertools.count(1):
+            candidate = new_dir if n == 1 else f"{new_dir}_{n}"
+            try:
+                Path(candidate).mkdir(parents=True)
+            except FileExistsError:
+                continue
+            except OSError:  # cannot be created: check_writable has said so, or Hydra will
+                candidate = new_dir
+            _CLAIMED[new_dir] = candidate
+            break
+    return _CLAIMED[new_dir]
+
+
 def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> str:
-    """The run directory: the resumed run's own when training from one of its checkpoints."""
-    return str(_resumed_run(ckpt_path, train, log_dir) or new_dir)
+    """The run directory: the resumed run's own when training from one of its checkpoints,
+    otherwise a new one, claimed."""
+    return str(_resumed_run(ckpt_path, train, log_dir) or claim(new_dir))
 
 
 def hydra_subdir(ckpt_path: str | None, train: bool, log_dir: str) -> str:
@@ -111,7 +134,7 @@ def _first_of_sweep(override: str) -> str:
     if "=" not in override:  # `~group`: nothing to pick
         return override
     key, _, value = override.partition("=")
-    if "," in value and not any(c in value for c in "[]()"):
+    if "," in value and not any(c in value for c in "[](){}'\""):  # not inside ${..}, quotes
         value = value.split(",", 1)[0]
     return f"{key}={value}"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 from conftest import compose_run, run_cli
@@ -122,3 +124,15 @@ def test_help_names_the_program_its_commands_and_every_option():
     assert done.stdout.startswith("fashion_lab: train and compare Fashion-MNIST classifiers")
     assert "python -m fashion_lab -m model=cnn,dilated_v2 seed=0,1,2" in done.stdout
     assert "model: cnn, dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, resnet" in done.stdout
+
+
+def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
+    from fashion_lab.config import claim
+
+    taken = tmp_path / "2026-11-23_12-00-00_cnn"
+    taken.mkdir()  # what another run that started in the same second did
+    mine = claim(str(taken))
+    assert mine == f"{taken}_2" and Path(mine).is_dir()
+    assert claim(str(taken)) == mine, "the same answer for the rest of the process"
+    fresh = tmp_path / "2026-11-23_12-00-01_cnn"
+    assert claim(str(fresh)) == str(fresh) and fresh.is_dir()

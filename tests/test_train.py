@@ -150,6 +150,21 @@ def test_testing_a_checkpoint_records_its_accuracy_and_no_training_speed(tiny_da
     assert tested["train_time_s"] is None and tested["train_images_per_s"] is None
 
 
+def test_a_second_run_named_like_the_first_gets_its_own_directory(tiny_data, tmp_path):
+    # two runs of one model started in the same second get the same name from the default
+    # hydra.run.dir; here the name is fixed, so the second run meets the first's directory
+    named = "'${fashion_lab.run_dir:${ckpt_path},${train},${paths.log_dir}," + f"{tmp_path}/run}}'"
+    for seed in (0, 1):
+        done = run_cli(
+            *tiny_overrides(tiny_data, tmp_path), f"seed={seed}", f"hydra.run.dir={named}"
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    seeds = {
+        json.loads((tmp_path / d / "results.json").read_text())["seed"] for d in ("run", "run_2")
+    }
+    assert seeds == {0, 1}
+
+
 def test_console_script_is_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"
