@@ -69,18 +69,21 @@ def _fits(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
+    """`int | None` -> "an integer or null"; Literals list their values."""
     if hint is type(None):
         return "null"
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        described = (_describe(h).split(", ") for h in typing.get_args(hint))
-        parts = list(dict.fromkeys(p for d in described for p in d if p))
+        parts: list[str] = []
+        for described in map(_describe, typing.get_args(hint)):
+            parts += ["true", "false"] if described == "true or false" else described.split(", ")
+        parts = list(dict.fromkeys(p for p in parts if p))
         if "a number" in parts and "an integer" in parts:
             parts.remove("an integer")
-        return " or ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+        return " or ".join(filter(None, [", ".join(parts[:-1]), parts[-1]]))
     if origin is Literal:
         return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
-    names = {int: "an integer", float: "a number", bool: "true, false", str: "a string"}
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(hint, "")
 
 
@@ -97,7 +100,5 @@ def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:
         return
     for name, value in options.items():
         if name in hints and not _fits(value, hints[name]):
-            expected = _describe(hints[name]).replace("true, false", "true or false", 1)
-            if expected.count(" or ") > 1:
-                expected = expected.replace(" or ", ", ", 1)
+            expected = _describe(hints[name])
             raise UserError(f"{key}.{name} must be {expected}, got {value!r}; fix the override.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-import typing
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -34,7 +34,10 @@ def create_model(name: str, **kwargs) -> nn.Module:
         raise UserError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
     builder = _MODELS[name]
     check_types(builder, kwargs, "model")
-    built = typing.get_type_hints(builder).get("return")
+    try:
+        built = inspect.signature(builder, eval_str=True).return_annotation
+    except NameError:  # an annotation that does not resolve: nothing more to check
+        built = None
     if isinstance(built, type):  # the class takes the options a builder's **kwargs passes on
         check_types(built, kwargs, "model")
     try:
