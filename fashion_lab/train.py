@@ -449,6 +449,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks: list[pl.Callback] = [recorder]
     try:
         check_types(pl.Trainer, OmegaConf.to_container(cfg.trainer, resolve=True), "trainer")
+        if not cfg.train and not cfg.test:
+            raise UserError(
+                "train=false and test=false leave nothing to do; drop test=false to test a "
+                "checkpoint, or train=false to train."
+            )
         if not cfg.train and resume is None:
             raise UserError(
                 "train=false tests a trained model; name its checkpoint with ckpt_path (a .ckpt "

@@ -319,6 +319,7 @@ IN_PROCESS_ERRORS = [
     (["scheduler.pct_start=2"], r"OneCycleLR refused its options \(Expected float"),
     (["trainer.max_steps=4"], "OneCycleLR cannot divide this run's optimizer steps"),
     (["train=false"], "train=false tests a trained model; name its checkpoint with ckpt_path"),
+    (["train=false", "test=false"], "train=false and test=false leave nothing to do"),
 ]
 
 
