@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from fashion_lab.config import check_writable
 from fashion_lab.errors import UserError, command
 
 # overrides that leave a run's figures as they are: runs differing only in these share a group
@@ -238,7 +239,7 @@ def compare(directories: Sequence[str | Path], out: str | Path | None = None) ->
     groups = group_runs(load_runs(directories))
     rows = leaderboard(groups)
     out = Path(out or directories[0])
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out")
     table = markdown(rows)
     (out / "leaderboard.md").write_text(table + "\n")
     with open(out / "leaderboard.csv", "w", newline="") as f:

@@ -252,12 +252,13 @@ def log_dir_of(given: dict[str, str]) -> str:
     return log_dir if log_dir and "${" not in log_dir else str(REPO_ROOT / "outputs")
 
 
-def check_writable(directory: str, key: str) -> None:
-    """Create the outputs' directory now, so that one that cannot be is said in a sentence
-    (Hydra would fail creating it with a stack trace).
+def check_writable(directory: str | Path, key: str, advice: str | None = None) -> None:
+    """Create an outputs' directory now, before any work, so that one that cannot be is said
+    in a sentence (Hydra, matplotlib or open() would fail later with a stack trace).
 
     Raises:
-        UserError: the directory cannot be created or written to.
+        UserError: the directory cannot be created or written to; the sentence ends with
+            `advice`, by default to set `key` to another directory.
     """
     path = Path(directory).expanduser()
     try:
@@ -266,8 +267,8 @@ def check_writable(directory: str, key: str) -> None:
             pass
     except OSError as e:
         raise UserError(
-            f"Cannot write the outputs to {path} ({e.strerror or e}); set {key} to a "
-            "directory you can write to."
+            f"Cannot write the outputs to {path} ({e.strerror or e}); "
+            f"{advice or f'set {key} to a directory you can write to'}."
         ) from None
 
 

@@ -15,6 +15,7 @@ import sys
 import matplotlib.pyplot as plt
 import torch
 
+from fashion_lab.config import check_writable
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import command
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
@@ -25,6 +26,10 @@ from fashion_lab.train import build_datamodule
 def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
     """Score the checkpoint on the test set; write and return its metrics."""
     trained = load_trained(ckpt_path, overrides)
+    out = trained.run_dir / "evaluation"
+    check_writable(
+        out, "", "copy the run directory to a place you can write to and evaluate it there"
+    )
     data = build_datamodule(trained.cfg)
     data.setup()
     images, labels = data.split("test")
@@ -41,8 +46,6 @@ def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
         "test_acc_per_class": dict(zip(CLASS_NAMES, per_class, strict=True)),
         "confusion_matrix": confusion.tolist(),
     }
-    out = trained.run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     correct = predictions == labels  # the grid: 16 mistakes, then 16 right answers
     wrong_first = torch.cat([(~correct).nonzero()[:16, 0], correct.nonzero()[:16, 0]])

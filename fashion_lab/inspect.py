@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from fashion_lab import receptive
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network
-from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
+from fashion_lab.config import REPO_ROOT, check_group_choices, check_writable, compose_config
 from fashion_lab.errors import UserError, command
 
 
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             net, cfg, _ = restore_network(path)
             out = Path(args.out or path.parent.parent / "inspect")
             weights = f"trained weights of {path}"
+            check_writable(out, "--out")
         else:
             from fashion_lab.train import build_model
 
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             net = build_model(cfg).eval()
             out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / cfg.model.name)
             weights = "untrained weights"
+            check_writable(out, "--out")
         rows = receptive.layer_table(net)
         params = sum(p.numel() for p in net.parameters())
         print(f"{cfg.model.name}: {params:,} parameters")

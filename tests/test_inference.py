@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,25 @@ def test_evaluate_names_an_unknown_key(trained_run):
         "Error: Unknown config key data.bach_size; the run's keys are in its config.yaml, e.g. "
         "data.root=/data."
     )
+
+
+def test_outputs_that_cannot_be_written_are_said_before_any_work(trained_run, tmp_path):
+    run_dir, data = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "evaluation", ignore_errors=True)
+    (copy / "evaluation").write_text("a file where the folder would go")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    for module, args, advice in [
+        ("evaluate", [f"ckpt_path={copy}", *data], "copy the run directory to a place you can"),
+        ("compare", [str(copy), "--out", str(blocked / "report")], "set --out to a directory"),
+        ("inspect", [f"ckpt_path={copy}", "--out", str(blocked / "maps")], "set --out to a"),
+    ]:
+        done = run_cli(*args, module=f"fashion_lab.{module}")
+        assert done.returncode == 2, (module, done.stderr[-2000:])
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: Cannot write the outputs to ") and advice in last, module
 
 
 def _save(path: Path, array: np.ndarray) -> Path:
