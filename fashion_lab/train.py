@@ -454,6 +454,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "train=false and test=false leave nothing to do; drop test=false to test a "
                 "checkpoint, or train=false to train."
             )
+        if cfg.train and cfg.trainer.get("max_epochs") == 0:
+            raise UserError(
+                "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "
+                "set it to 1 or more, or test a checkpoint with train=false ckpt_path=<run>."
+            )
         if not cfg.train and resume is None:
             raise UserError(
                 "train=false tests a trained model; name its checkpoint with ckpt_path (a .ckpt "

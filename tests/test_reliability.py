@@ -320,6 +320,7 @@ IN_PROCESS_ERRORS = [
     (["trainer.max_steps=4"], "OneCycleLR cannot divide this run's optimizer steps"),
     (["train=false"], "train=false tests a trained model; name its checkpoint with ckpt_path"),
     (["train=false", "test=false"], "train=false and test=false leave nothing to do"),
+    (["trainer.max_epochs=0"], r"trainer.max_epochs=0 trains nothing \(the test would score"),
 ]
 
 
