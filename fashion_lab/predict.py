@@ -93,6 +93,8 @@ def predict(ckpt_path: str, patterns: str, top: int = 3) -> list[dict]:
             with Image.open(path) as image:
                 tensors.append(to_fashion_mnist(image))
             results.append({"file": str(path)})
+        except Image.DecompressionBombError:
+            results.append({"file": str(path), "skipped": "too many pixels to open safely"})
         except (UnidentifiedImageError, OSError, ValueError) as e:
             reason = "not an image" if isinstance(e, UnidentifiedImageError) else str(e)
             results.append({"file": str(path), "skipped": reason})

@@ -153,6 +153,17 @@ def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run
     assert f"{photos / 'notes.png'}: skipped (not an image)" in done.stderr
 
 
+def test_predict_skips_an_image_too_large_to_open_safely(trained_run, tmp_path, monkeypatch):
+    from fashion_lab.predict import predict
+
+    run_dir, _ = trained_run
+    _save(tmp_path / "huge.png", np.zeros((40, 40), dtype=np.uint8))
+    _save(tmp_path / "small.png", np.zeros((8, 8), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # Pillow refuses over twice this
+    huge, small = predict(str(run_dir), f"{tmp_path}/*.png")
+    assert huge["skipped"] == "too many pixels to open safely" and len(small["top"]) == 3
+
+
 def test_predict_with_nothing_matching_says_how_to_quote_the_pattern(trained_run, tmp_path):
     run_dir, _ = trained_run
     done = run_cli(f"ckpt_path={run_dir}", f"images={tmp_path}/*.png", module="fashion_lab.predict")
