@@ -213,7 +213,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     from fashion_lab.checkpoints import resolve_checkpoint, run_dir_of
 
     check_config_dir()
-    args = [o for o in overrides if not o.startswith("-")]
+    args = _overrides_only(overrides)
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
     sweeping = any(o in ("-m", "--multirun") for o in overrides)
@@ -243,6 +243,27 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
             check_writable(given[key], key)
         else:
             check_writable(log_dir_of(given), "paths.log_dir")
+    return overrides
+
+
+HYDRA_OPTIONS_WITH_VALUES = {
+    "-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+    "-cd", "--config-dir", "--experimental-rerun",
+}  # fmt: skip
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def _overrides_only(argv: list[str]) -> list[str]:
+    """The overrides of a Hydra command line, without its options and their values
+    (`--cfg hydra` is not an override of the hydra group)."""
+    overrides, after_option = [], None
+    for arg in argv:
+        takes_value = after_option in HYDRA_OPTIONS_WITH_VALUES or (
+            after_option in ("-i", "--info") and arg in INFO_TOPICS
+        )
+        after_option = arg if arg.startswith("-") else None
+        if not takes_value and not arg.startswith("-"):
+            overrides.append(arg)
     return overrides
 
 

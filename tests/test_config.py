@@ -136,3 +136,16 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     assert claim(str(taken)) == mine, "the same answer for the rest of the process"
     fresh = tmp_path / "2026-11-23_12-00-01_cnn"
     assert claim(str(fresh)) == str(fresh) and fresh.is_dir()
+
+
+def test_hydras_own_options_and_their_values_are_not_taken_for_overrides():
+    done = run_cli("--cfg", "hydra")  # was "Unknown hydra ''": `hydra` read as a group choice
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hydra:")
+    assert prepare_overrides(["--info", "defaults", "model=cnn"]) == [
+        "--info",
+        "defaults",
+        "model=cnn",
+    ]
+    with pytest.raises(UserError, match="Unknown model 'nope'"):
+        prepare_overrides(["-c", "job", "model=nope"])
