@@ -215,12 +215,14 @@ class LitClassifier(pl.LightningModule):
         step, since = self.global_step, self._checked_step + 1
         self._checked_step = step
         if current is not None and not math.isfinite(current):
-            where = f"{current} at step {step}"
+            value = current
         elif not math.isfinite(running):
-            span = f"step {step}" if since >= step else f"a step between {since} and {step}"
-            where = f"non-finite at {span}"
+            value = "non-finite"
         else:
             return
+        # the loss is read every log_every_n_steps steps: it went bad since the last read
+        span = f"step {step}" if since >= step else f"a step between {since} and {step}"
+        where = f"{value} at {span}"
         hint = (
             "lower the learning rate (optimizer.lr) or clip gradients "
             "(trainer.gradient_clip_val=1.0)"

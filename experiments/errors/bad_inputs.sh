@@ -61,12 +61,20 @@ cases=(
   "data.root=$(damaged magic magic) data.system_dir=null"
   "data.root=$(damaged count count) data.system_dir=null"
   "optimizer=sgd optimizer.lr=1e30 scheduler=none"
+  "trainer.max_epochs=abc"
+  "trainer.max_epochs=0"
+  "data.verify_checksums=maybe"
+  "optimizer.fused=maybe"
+  "model=resnet model.width=0"
+  "train=false test=false"
+  "hparams_search=optuna"
+  "hydra.run.dirx=3"
 )
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
 for args in "${cases[@]}"; do
   # shellcheck disable=SC2086
-  out=$(python -m fashion_lab $args $quick 2>&1)
+  out=$(python -m fashion_lab $quick $args 2>&1)
   code=$?
   shown=${args//$work/\$TMP}
   last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)
