@@ -579,7 +579,12 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
     parts.append(f"| outputs: {results['output_dir']}")
     loggers = (cfg.get("logger") or {}).values()
     if any("TensorBoard" in str((c or {}).get("_target_")) for c in loggers):
-        parts.append(f"| tensorboard --logdir {cfg.paths.log_dir}")
+        # outputs/ holds every run; a run or sweep written elsewhere (hydra.run.dir,
+        # hydra.sweep.dir) is shown from its own directory
+        logdir, output_dir = Path(cfg.paths.log_dir), Path(results["output_dir"])
+        if not output_dir.is_relative_to(logdir):
+            logdir = output_dir.parent if _sweeping() else output_dir
+        parts.append(f"| tensorboard --logdir {logdir}")
     return " ".join(parts)
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab.train import train
+from fashion_lab.train import _summary, train
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -163,6 +163,16 @@ def test_a_second_run_named_like_the_first_gets_its_own_directory(tiny_data, tmp
         json.loads((tmp_path / d / "results.json").read_text())["seed"] for d in ("run", "run_2")
     }
     assert seeds == {0, 1}
+
+
+def test_the_summary_points_tensorboard_at_the_run_wherever_it_was_written(tmp_path):
+    cfg = compose_run([f"paths.log_dir={tmp_path / 'outputs'}"], tmp_path)
+    for output_dir, logdir in [
+        (tmp_path / "outputs" / "runs" / "a", tmp_path / "outputs"),  # beside the other runs
+        (tmp_path / "elsewhere", tmp_path / "elsewhere"),  # hydra.run.dir=<elsewhere>
+    ]:
+        results = {"model": "cnn", "wall_time_s": 1.0, "output_dir": str(output_dir)}
+        assert _summary(results, cfg).endswith(f"| tensorboard --logdir {logdir}")
 
 
 def test_console_script_is_declared():
