@@ -69,6 +69,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return checkpoint
 
 
+def unquote(value: str) -> str:
+    """A command-line value without the quotes that make Hydra read it as one string."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def ckpt_override(path: str | os.PathLike) -> str:
+    """`ckpt_path=<path>` as a shell word Hydra parses: a sweep job's directory name holds `=`
+    and `,`, which Hydra reads as syntax unless the path is quoted."""
+    text = str(path)
+    return f"ckpt_path=\"'{text}'\"" if any(c in text for c in "=,") else f"ckpt_path={text}"
+
+
 def latest_run(log_dir: str | os.PathLike) -> Path | None:
     """The most recent single-run directory under `log_dir/runs` that has a last checkpoint."""
     runs = sorted(Path(log_dir, "runs").glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
@@ -118,6 +132,12 @@ def resolve_checkpoint(
     else:
         path = Path(ckpt_path).expanduser().resolve()
         if path.is_dir():
+            runs = sorted(p.parent.parent for p in path.glob(f"*/{LAST}"))
+            if not (path / LAST).is_file() and runs:
+                raise UserError(
+                    f"{path} holds {len(runs)} runs (a sweep or outputs folder), not one; point "
+                    f"ckpt_path at one of them, e.g. {ckpt_override(runs[0])}."
+                )
             path = path / prefer if (path / prefer).is_file() else path / LAST
     load_checkpoint(path)
     return path

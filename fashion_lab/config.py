@@ -210,12 +210,18 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     Raises:
         UserError: an unknown group option or key, or a checkpoint that is not one.
     """
-    from fashion_lab.checkpoints import resolve_checkpoint, run_dir_of
+    from fashion_lab.checkpoints import ckpt_override, resolve_checkpoint, run_dir_of, unquote
 
     check_config_dir()
     args = _overrides_only(overrides)
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
+    if any(c in given.get("ckpt_path", "") for c in "=,") and given["ckpt_path"][0] not in "'\"":
+        raise UserError(
+            f"Hydra reads = and , in a value as syntax; quote the path: "
+            f"{ckpt_override(given['ckpt_path'])}."
+        )
+    given = {key: unquote(value) for key, value in given.items()}
     sweeping = any(o in ("-m", "--multirun") for o in overrides)
     if given.get("hydra/launcher") == "slurm" and sweeping and shutil.which("srun") is None:
         raise UserError(

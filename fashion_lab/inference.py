@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 from torch import nn
 
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network
+from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network, unquote
 from fashion_lab.config import REPO_ROOT
 from fashion_lab.data import CLASS_NAMES, FashionMNISTDataModule
 from fashion_lab.errors import UserError
@@ -59,7 +59,7 @@ def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
     bad = [a for a in args if "=" not in a]
     if bad:
         raise UserError(f"Arguments are key=value overrides, got {bad[0]!r}; e.g. ckpt_path=last.")
-    ckpt = [a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")]
+    ckpt = [unquote(a.split("=", 1)[1]) for a in args if a.startswith("ckpt_path=")]
     if not ckpt or not ckpt[-1]:
         raise UserError(
             "Name the checkpoint: ckpt_path=<.ckpt file or run directory> (or ckpt_path=last)."

@@ -15,7 +15,9 @@ import torch
 from conftest import REPO, compose_run, run_cli, tiny_overrides, write_dataset
 
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
+from fashion_lab.config import prepare_overrides
 from fashion_lab.errors import UserError, command
+from fashion_lab.inference import parse_args
 from fashion_lab.train import train
 
 METRICS = ("val_acc", "val_acc_best", "val_loss", "test_acc", "test_loss")
@@ -454,3 +456,18 @@ def test_divergence_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypa
     )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed" and "diverged" in results["error"]
+
+
+def test_a_sweep_directory_as_ckpt_path_names_a_run_to_pick_quoted_for_hydra(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    for job in ("0_model=cnn,seed=0", "1_model=cnn,seed=1"):
+        (sweep_dir / job / "checkpoints").mkdir(parents=True)
+        (sweep_dir / job / "checkpoints" / "last.ckpt").write_text("")
+    first = sweep_dir / "0_model=cnn,seed=0"
+    with pytest.raises(UserError, match="holds 2 runs") as error:
+        resolve_checkpoint(str(sweep_dir), tmp_path)
+    assert str(error.value).endswith(f"""e.g. ckpt_path="'{first}'".""")
+    # unquoted, Hydra would stop at the first = with "mismatched input"
+    with pytest.raises(UserError, match=f"""quote the path: ckpt_path="'{first}'"."""):
+        prepare_overrides([f"ckpt_path={first}"])
+    assert parse_args([f"ckpt_path='{first}'"], "evaluate", "")[0] == str(first)
