@@ -28,7 +28,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from fashion_lab import receptive
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network
+from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network, unquote
 from fashion_lab.config import REPO_ROOT, check_group_choices, check_writable, compose_config
 from fashion_lab.errors import UserError, command
 
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=dilated_v2")
     args = parser.parse_args(argv)
     overrides = [o for o in args.overrides if not o.startswith("ckpt_path=")]
-    ckpt = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("ckpt_path=")), None)
+    ckpt = next(
+        (unquote(o.split("=", 1)[1]) for o in args.overrides if o.startswith("ckpt_path=")), None
+    )
     check_group_choices(overrides)
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}; e.g. --images 256.")
@@ -116,7 +118,6 @@ def main(argv: list[str] | None = None) -> None:
             net, cfg, _ = restore_network(path)
             out = Path(args.out or path.parent.parent / "inspect")
             weights = f"trained weights of {path}"
-            check_writable(out, "--out")
         else:
             from fashion_lab.train import build_model
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             net = build_model(cfg).eval()
             out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / cfg.model.name)
             weights = "untrained weights"
-            check_writable(out, "--out")
+        check_writable(out, "--out")  # creates it; said now, before the maps are computed
         rows = receptive.layer_table(net)
         params = sum(p.numel() for p in net.parameters())
         print(f"{cfg.model.name}: {params:,} parameters")
@@ -139,7 +140,6 @@ def main(argv: list[str] | None = None) -> None:
         images = (images - data.mean) / data.std
         theory = receptive.theoretical_rf(net, layers)
         effective = receptive.effective_rf(net, layers, images)
-    out.mkdir(parents=True, exist_ok=True)
     name = cfg.model.name
     figures = {
         "theoretical_rf.png": maps_figure(

@@ -542,14 +542,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         raise
     finally:
+        speed = recorder.images_per_second  # None when no batch was trained (train=false)
         results.update(
             finished_at=time.time(),
             wall_time_s=round(time.perf_counter() - started, 2),
-            # None, not 0, when no batch was trained (train=false): compare skips them
-            train_time_s=round(recorder.train_seconds, 2) if recorder.images_per_second else None,
-            train_images_per_s=(
-                round(recorder.images_per_second, 1) if recorder.images_per_second else None
-            ),
+            # None, not 0, for a run that trained nothing: compare skips them
+            train_time_s=round(recorder.train_seconds, 2) if speed else None,
+            train_images_per_s=round(speed, 1) if speed else None,
             history=recorder.history,
         )
         if recorder.validated_epochs:

@@ -93,6 +93,18 @@ def test_outputs_that_cannot_be_written_are_said_before_any_work(trained_run, tm
         assert last.startswith("Error: Cannot write the outputs to ") and advice in last, module
 
 
+def test_a_sweep_jobs_directory_quoted_for_hydra_works_for_every_command(trained_run, tmp_path):
+    run_dir, data = trained_run
+    job = tmp_path / "0_model=cnn,seed=0"  # a sweep job's name, quoted as ckpt_override says
+    shutil.copytree(run_dir, job)
+    for module, args in [
+        ("evaluate", [f"ckpt_path='{job}'", *data]),
+        ("inspect", ["--images", "8", f"ckpt_path='{job}'"]),
+    ]:
+        done = run_cli(*args, module=f"fashion_lab.{module}")
+        assert done.returncode == 0, (module, done.stderr[-2000:])
+
+
 def _save(path: Path, array: np.ndarray) -> Path:
     Image.fromarray(array).save(path)
     return path
