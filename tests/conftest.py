@@ -85,15 +85,16 @@ def tiny_overrides(data_dir: Path, log_dir: Path) -> list[str]:
 
 
 def run_cli(
-    *args: str, timeout: float = 300, module: str = "fashion_lab"
+    *args: str, timeout: float = 300, module: str = "fashion_lab", cwd: Path = REPO
 ) -> subprocess.CompletedProcess:
-    """Run `python -m fashion_lab ARGS` (or another of its commands) as a user would."""
+    """Run `python -m fashion_lab ARGS` (or another of its commands) as a user would, from
+    `cwd` (the repository by default)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 

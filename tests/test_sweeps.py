@@ -209,7 +209,11 @@ def test_slurm_off_a_cluster_is_one_sentence(tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_path):
-    done = run_cli("trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "data.batch_size=32")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    done = run_cli(
+        "trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "data.batch_size=32", cwd=cwd
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, "the second process ends cleanly too"
     assert len([line for line in done.stderr.splitlines() if line.startswith("cnn: test/acc")]) == 1
@@ -219,6 +223,9 @@ def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_pa
     results = json.loads(results_file.read_text())
     assert results["status"] == "completed" and results["test_acc"] > 0.5
     assert (run_dirs[0] / "train_ddp_process_1.log").is_file(), "the second process ran"
+    # Lightning starts the second process with hydra.run.dir="<run dir>", quoted: read
+    # unquoted, it made a directory named '"' where the command ran
+    assert list(cwd.iterdir()) == []
 
 
 @pytest.mark.slow
