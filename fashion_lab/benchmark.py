@@ -1,12 +1,13 @@
 """Speed of the framework against a hand-written PyTorch loop (and the Keras peer), in one run.
 
-    python -m fashion_lab.benchmark [--epochs 3] [--keras-python PATH] [overrides...]
+    python -m fashion_lab.benchmark [--epochs 3] [--repeats 1] [--keras-python PATH] [overrides...]
 
 Overrides are the training command's (model=..., data.batch_size=..., trainer.precision=...,
 trainer=cpu|gpu). Both paths train the same network on the same data, batch size, device,
 precision and memory format; each epoch trains on the training split and evaluates the
-validation split. Epoch 1 is warm-up: the figures are over epochs 2..N. Prints a readable table
-and one JSON line.
+validation split. Epoch 1 is warm-up: the figures are over epochs 2..N. With --repeats R, R
+pairs of runs alternate which path goes first, and the figures are the median pair's. Prints a
+readable table and one JSON line.
 """
 
 from __future__ import annotations
@@ -213,6 +214,10 @@ def table(report: dict[str, Any]) -> str:
     width = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)) for row in rows]
     lines.append(f"framework / hand loop (images/s): {report['framework_vs_hand_loop']:.3f}")
+    if "repeats" in report:
+        lines[0] += "  (the median pair)"
+        ratios = ", ".join(f"{r['ratio']:.3f}" for r in report["repeats"])
+        lines[-1] += f", the median of {len(report['repeats'])} pairs: {ratios}"
     if "keras" in report:
         lines.append(f"framework / Keras epoch time: {report['epoch_time_vs_keras']:.3f}")
         lines.append(f"framework / Keras images/s: {report['framework_vs_keras']:.3f}")
@@ -239,6 +244,14 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="print the N functions with the most own time in the framework path (cProfile)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=1,
+        metavar="R",
+        help="measure R pairs of runs, alternating which path goes first; the ratio is the "
+        "median pair's (on a noisy machine one pair's ratio can be off by 10%%)",
+    )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
     args = parser.parse_args(argv)
     if args.keras_python:
@@ -252,16 +265,29 @@ def main(argv: list[str] | None = None) -> None:
             *args.overrides,
         ]
         check_group_choices(overrides)
-        cfg = compose_config(overrides, Path(tmp) / "run")
+        cfg = compose_config(overrides, Path(tmp) / "run0")
         profiler = cProfile.Profile() if args.profile else None
-        with profiler or nullcontext():
-            framework = framework_path(cfg)
+        pairs, datamodule, framework_rss, precision = [], None, 0.0, ""
+        for repeat in range(args.repeats):
+            pair: dict[str, dict[str, Any]] = {}
+            # ABBA order: a machine that drifts slower or faster favours neither path
+            for path in ("framework", "hand_loop")[:: -1 if repeat % 2 else 1]:
+                if path == "framework":
+                    cfg.paths.output_dir = str(Path(tmp) / f"run{repeat}")
+                    with profiler if profiler and repeat == 0 else nullcontext():
+                        pair[path] = framework_path(cfg)
+                    framework_rss = framework_rss or peak_rss_mb()
+                    precision = pair[path]["precision"]
+                else:  # after the first framework run, which says the precision
+                    if datamodule is None:
+                        datamodule = build_datamodule(cfg)
+                        datamodule.setup()
+                    pair[path] = hand_loop(cfg, datamodule, args.epochs, precision)
+            pairs.append(pair)
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
-        framework_rss = peak_rss_mb()
-        datamodule = build_datamodule(cfg)
-        datamodule.setup()
-        loop = hand_loop(cfg, datamodule, args.epochs, framework["precision"])
+    ratios = [p["framework"]["images_per_s"] / p["hand_loop"]["images_per_s"] for p in pairs]
+    median = pairs[ratios.index(statistics.median_low(ratios))]
     report: dict[str, Any] = {
         "model": cfg.model.name,
         "batch_size": cfg.data.batch_size,
@@ -269,12 +295,22 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "framework": framework,
-        "hand_loop": loop,
-        "framework_vs_hand_loop": round(framework["images_per_s"] / loop["images_per_s"], 3),
+        "framework": median["framework"],
+        "hand_loop": median["hand_loop"],
+        "framework_vs_hand_loop": round(statistics.median_low(ratios), 3),
         "peak_rss_mb": {"framework": round(framework_rss), "process": round(peak_rss_mb())},
         "date": time.strftime("%Y-%m-%d"),
     }
+    if args.repeats > 1:
+        report["repeats"] = [
+            {
+                "framework": p["framework"]["images_per_s"],
+                "hand_loop": p["hand_loop"]["images_per_s"],
+                "ratio": round(r, 3),
+            }
+            for p, r in zip(pairs, ratios, strict=True)
+        ]
+    framework = median["framework"]
     if torch.cuda.is_available():
         report["gpu"] = torch.cuda.get_device_name()
         report["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)

@@ -105,3 +105,29 @@ def test_benchmark_needs_an_epoch(capsys):
         benchmark.main(["--epochs", "0"])
     assert exit_info.value.code == 2
     assert "argument --epochs: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_repeats_alternate_the_paths_and_report_the_median_pair(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    calls = []
+    speeds = {"framework": iter([900, 1000, 800]), "hand_loop": iter([1000, 1000, 1000])}
+
+    def measured(path):
+        def run(*args):
+            calls.append(path)
+            figures = {"images_per_s": next(speeds[path]), "epoch_s": 1.0, "val_acc": 0.5}
+            return figures | ({"precision": "32-true"} if path == "framework" else {})
+
+        return run
+
+    monkeypatch.setattr(benchmark, "framework_path", measured("framework"))
+    monkeypatch.setattr(benchmark, "hand_loop", measured("hand_loop"))
+    argv = ["--epochs", "1", "--repeats", "3", *tiny_overrides(tiny_data, tmp_path)]
+    text, report = _report(capsys, argv)
+    # ABBA: a machine drifting slower or faster through the runs favours neither path
+    assert calls == ["framework", "hand_loop", "hand_loop", "framework", "framework", "hand_loop"]
+    assert [r["ratio"] for r in report["repeats"]] == [0.9, 1.0, 0.8]
+    assert report["framework_vs_hand_loop"] == 0.9
+    assert report["framework"]["images_per_s"] == 900
+    assert "the median of 3 pairs: 0.900, 1.000, 0.800" in text
