@@ -99,6 +99,10 @@ def register_resolvers() -> None:
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
+    # a sweep's directory, claimed once in the launching process: the resolved name is cached
+    # in the config, which Hydra copies (and pickles) into every job's, whichever process runs it
+    if not OmegaConf.has_resolver("fashion_lab.claim"):
+        OmegaConf.register_new_resolver("fashion_lab.claim", claim, use_cache=True)
 
 
 register_resolvers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -161,6 +162,36 @@ def test_optuna_search_survives_a_failing_trial_and_names_the_best(tiny_data, tm
     assert "best_params:" in best and "model.dilations: '[1,2]'" in best
     completed = [r["val_acc_best"] for r in runs if r["status"] == "completed"]
     assert f"best_value: {max(completed)}" in best
+
+
+@pytest.mark.parametrize("launcher", ["basic", "parallel", "submitit_local"])
+def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
+    launcher, tiny_data, tmp_path
+):
+    # what another sweep started in the same second made (the next seconds too, in case the
+    # clock turns before this one starts)
+    now = time.time()
+    taken = [
+        tmp_path / "multiruns" / time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now + s))
+        for s in range(30)
+    ]
+    for directory in taken:
+        directory.mkdir(parents=True)
+    done = run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        "model=cnn,dilated_v2",
+        "model.channels_last=false",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(not any(d.iterdir()) for d in taken), "the other sweep's directory is untouched"
+    # every job, whichever process ran it, in the one directory the launching process claimed
+    [sweep_dir] = {p.parent.parent for p in tmp_path.rglob("results.json")}
+    assert sweep_dir.name.endswith("_2") and sweep_dir.parent == tmp_path / "multiruns"
+    assert set(_jobs(sweep_dir)) == {"cnn", "dilated_v2"}
+    assert str(sweep_dir) in done.stderr
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
