@@ -568,8 +568,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         dtype of the trainer's precision (float64 for `64-true`, half for `16-true`; Lightning
         converts batches before this hook, while they are still uint8).
 
-        Grouped batches [m, B, 1, H, W] are augmented as one batch of m * B images.
+        Grouped batches [m, B, 1, H, W] are augmented as one batch of m * B images. A tensor
+        alone is the module's example input (Lightning's model summary): only its dtype is set.
         """
+        if isinstance(batch, torch.Tensor):
+            return self.trainer.precision_plugin.convert_input(batch) if self.trainer else batch
         x, y = batch
         shape = x.shape
         x = x.reshape(-1, *shape[-3:]).float() / 255.0

@@ -100,6 +100,11 @@ class LitClassifier(pl.LightningModule):
         self.class_names = tuple(class_names)
         self.num_prediction_samples = num_prediction_samples
         self.config = config
+        # one image: Lightning's model summary shows each layer's output size and counts the
+        # network's FLOPs per image with it (without, it shows 0); a compiled network would be
+        # compiled for it first
+        if not isinstance(net, torch._dynamo.eval_frame.OptimizedModule):
+            self.example_input_array = torch.zeros(1, 1, 28, 28)
         n = len(self.class_names)
         # Training loss and accuracy are running sums on the device, logged once an epoch: a
         # Lightning `self.log` call costs about 2 ms, and a torchmetrics update launches a

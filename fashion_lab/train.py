@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 
 # Lightning 2.6 calls a torch API that torch 2.13 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# Mixed precision keeps float32 weights, so the summary's 32-bit size, which it warns about
+# using, is the right one.
+warnings.filterwarnings(
+    "ignore", message=r"Precision .*-mixed is not supported by the model summary"
+)
+# Lightning 2.6 advertises a cloud service at every Trainer it builds.
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("💡 Tip")
+)
 
 MODULE_OPTIONS = ("channels_last", "compile")
 """Keys of `cfg.model` that configure how the network runs, not what it is."""

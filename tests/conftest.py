@@ -85,17 +85,22 @@ def tiny_overrides(data_dir: Path, log_dir: Path) -> list[str]:
 
 
 def run_cli(
-    *args: str, timeout: float = 300, module: str = "fashion_lab", cwd: Path = REPO
+    *args: str,
+    timeout: float = 300,
+    module: str = "fashion_lab",
+    cwd: Path = REPO,
+    warnings: str = "ignore",
 ) -> subprocess.CompletedProcess:
     """Run `python -m fashion_lab ARGS` (or another of its commands) as a user would, from
-    `cwd` (the repository by default)."""
+    `cwd` (the repository by default), with Python's warnings set by `warnings`
+    (PYTHONWARNINGS: ignored by default)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": warnings},
     )
 
 

@@ -122,6 +122,23 @@ def test_every_precision_lightning_offers_trains(precision, tiny_data, tmp_path)
     assert results["test_acc"] is not None
 
 
+@pytest.mark.parametrize("precision", ["64-true", "bf16-mixed"])
+def test_the_model_summary_counts_flops_per_image_without_noise(precision, tiny_data, tmp_path):
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_steps=2",
+        "trainer.enable_model_summary=true",
+        f"trainer.precision={precision}",
+        warnings="default",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 2 x the 2,631,040 multiply-adds `python -m fashion_lab.inspect model=cnn` counts (it
+    # showed 0 FLOPs without an example input; float64 weights take a float64 example)
+    assert "Total FLOPs: 5.3 M" in done.stdout
+    assert "Tip:" not in done.stderr + done.stdout, "Lightning's advertisement is dropped"
+    assert "not supported by the model summary" not in done.stderr
+
+
 def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "~logger", "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
