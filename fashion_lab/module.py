@@ -25,6 +25,33 @@ class DivergenceError(UserError):
     """The training loss stopped being finite."""
 
 
+BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
+
+
+def backward_is_plain(trainer: pl.Trainer) -> bool:
+    """Whether Lightning's `manual_backward` would do no more than `loss.backward()`: a
+    strategy and precision plugin that add nothing to it (one device, no loss scaling), no
+    profiler, and no callback or module that listens to its hooks. Each optimizer step then
+    skips two rounds of hooks that would do nothing (0.08 ms, 1% of the CNN's CPU step)."""
+    from pytorch_lightning.plugins.precision import MixedPrecision, Precision
+    from pytorch_lightning.profilers import PassThroughProfiler
+    from pytorch_lightning.strategies import Strategy
+    from pytorch_lightning.utilities.model_helpers import is_overridden
+
+    strategy, plugin = type(trainer.strategy), type(trainer.precision_plugin)
+    steps = ("backward", "pre_backward", "post_backward")
+    module = trainer.lightning_module
+    return (
+        all(getattr(strategy, m) is getattr(Strategy, m) for m in steps)
+        and plugin.pre_backward in (Precision.pre_backward, MixedPrecision.pre_backward)
+        and all(getattr(plugin, m) is getattr(Precision, m) for m in steps[::2])
+        and getattr(trainer.precision_plugin, "scaler", None) is None
+        and isinstance(trainer.profiler, PassThroughProfiler)
+        and not any(is_overridden(h, module) for h in (*BACKWARD_HOOKS, "backward"))
+        and not any(is_overridden(h, c) for c in trainer.callbacks for h in BACKWARD_HOOKS)
+    )
+
+
 def tag_safe(name: str) -> str:
     """A class name usable as part of a TensorBoard tag ("T-shirt/top" -> "T-shirt_top")."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
@@ -115,6 +142,7 @@ class LitClassifier(pl.LightningModule):
         self._train_images = 0
         self.call_images = 0  # the images the last training step trained on (RunRecorder)
         self._checked_step = -1  # global step of the last divergence check
+        self._plain_backward = False  # see backward_is_plain
         eval_metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes=n, average="micro"),
@@ -152,6 +180,7 @@ class LitClassifier(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
+        self._plain_backward = backward_is_plain(self.trainer)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         before = self._train_images
@@ -198,7 +227,10 @@ class LitClassifier(pl.LightningModule):
             stepped += 1
             loss, lr = self._train_on(part), optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            if self._plain_backward:
+                loss.backward()
+            else:
+                self.manual_backward(loss)
             if self.gradient_clip_val:
                 self.clip_gradients(
                     optimizer,

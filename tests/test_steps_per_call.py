@@ -70,6 +70,41 @@ def test_several_steps_per_call_train_exactly_like_one(tiny_data, tmp_path, k, e
         assert torch.allclose(a, b, atol=1e-5), key
 
 
+class BackwardListener(pl.Callback):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.calls.append("before")
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls.append("after")
+
+
+def test_backward_hooks_run_for_each_step_when_something_listens(tiny_data, tmp_path):
+    listener = BackwardListener()
+    module, _ = _fit(tiny_data, tmp_path, "hooks", callbacks=[listener])
+    assert not module.automatic_optimization and not module._plain_backward
+    assert listener.calls == ["before", "after"] * 16, "both hooks for each optimizer step"
+
+
+def test_backward_skips_hooks_nothing_listens_to(tiny_data, tmp_path, monkeypatch):
+    # the configured callbacks (checkpoints, progress bar, the run's recorder) listen to none
+    def lightning_path(self, loss, *args, **kwargs):
+        raise AssertionError("the backward went through Lightning's hooks")
+
+    monkeypatch.setattr(pl.LightningModule, "manual_backward", lightning_path)
+    module, trainer = _fit(tiny_data, tmp_path, "plain", callbacks=[RunRecorder()])
+    assert module._plain_backward and trainer.global_step == 16
+    monkeypatch.undo()
+    # a profiler (it times each hook) or a module overriding a hook takes Lightning's path
+    profiled, _ = _fit(tiny_data, tmp_path, "profiled", "+trainer.profiler=simple")
+    assert not profiled._plain_backward
+    monkeypatch.setattr(type(module), "on_after_backward", lambda self: None)
+    listening, _ = _fit(tiny_data, tmp_path, "listening")
+    assert not listening._plain_backward
+
+
 def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
     augment = ("data.augment.crop_padding=2", "data.augment.hflip=0.5", "data.augment.erasing=0.5")
     _, trainer = _fit(tiny_data, tmp_path, "aug", "module.steps_per_call=3", *augment)
