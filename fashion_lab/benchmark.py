@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import pstats
 import resource
@@ -272,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
             pair: dict[str, dict[str, Any]] = {}
             # ABBA order: a machine that drifts slower or faster favours neither path
             for path in ("framework", "hand_loop")[:: -1 if repeat % 2 else 1]:
+                # the last run's objects (Lightning's hold cycles) freed now, not by a
+                # collection during the next measurement
+                gc.collect()
                 if path == "framework":
                     cfg.paths.output_dir = str(Path(tmp) / f"run{repeat}")
                     with profiler if profiler and repeat == 0 else nullcontext():
