@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import sys
 import types
 import typing
@@ -28,6 +30,28 @@ class RunInterrupted(Exception):
     """
 
 
+def is_rank_zero() -> bool:
+    """False in the extra processes that distributed training starts (they write nothing)."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK"))
+
+
+def say_error(message: str, logger: logging.Logger | None = None) -> None:
+    """`message` on stderr, through `logger` when given (which also writes the run's log
+    file). Distributed training's extra processes meet the same errors as the first, which
+    says them: theirs go to their own log files only."""
+    if is_rank_zero():
+        if logger is None:
+            print(message, file=sys.stderr)
+        else:
+            logger.error(message)
+        return
+    name = logger.name if logger else "fashion_lab"
+    record = logging.LogRecord(name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def command(main: Callable[..., None]) -> Callable[..., None]:
     """A command's `main`: a UserError ends in its sentence and exit 2, Ctrl-C in exit 130,
     neither with a stack trace."""
@@ -37,7 +61,7 @@ def command(main: Callable[..., None]) -> Callable[..., None]:
         try:
             main(*args, **kwargs)
         except UserError as e:
-            print(f"Error: {e}", file=sys.stderr)
+            say_error(f"Error: {e}")
             sys.exit(2)
         except KeyboardInterrupt:
             print("Interrupted; run the command again.", file=sys.stderr)

@@ -38,7 +38,14 @@ from fashion_lab.checkpoints import (
 )
 from fashion_lab.config import CONFIG_DIR, config_tree, prepare_overrides, to_dict
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import RunInterrupted, UserError, check_types, command
+from fashion_lab.errors import (
+    RunInterrupted,
+    UserError,
+    check_types,
+    command,
+    is_rank_zero,
+    say_error,
+)
 from fashion_lab.hardware import resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
@@ -385,11 +392,6 @@ def read_results(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _is_rank_zero() -> bool:
-    """False in the extra processes that distributed training starts (they write nothing)."""
-    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK"))
-
-
 def _sweeping() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -453,7 +455,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     # an attempt to resume a finished run leaves its record as it was
     finished = (read_results(output_dir) or {}).get("status") == "completed"
-    if _is_rank_zero() and not finished:
+    if is_rank_zero() and not finished:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
     callbacks: list[pl.Callback] = [recorder]
     try:
@@ -563,7 +565,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if recorder.validated_epochs:
             best_epoch = max(recorder.validated_epochs, key=lambda h: h["val/acc"])
             results["best_epoch"] = best_epoch["epoch"]
-        if _is_rank_zero():
+        if is_rank_zero():
             # a failed attempt to resume a finished run leaves the finished run's results
             failed = results["status"] != "completed"
             write_results(
@@ -611,10 +613,10 @@ def run(cfg: DictConfig) -> float | None:
     try:
         results = train(cfg)
     except RunInterrupted as e:
-        log.error(str(e))
+        say_error(str(e), log)
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep, it stops the sweep
     except UserError as e:
-        log.error(f"Error: {e}")
+        say_error(f"Error: {e}", log)
         if not sweeping:
             sys.exit(2)
         return None
@@ -623,7 +625,7 @@ def run(cfg: DictConfig) -> float | None:
             raise
         log.error(f"Job failed with {type(e).__name__}: {e}\n{traceback.format_exc()}")
         return None
-    if _is_rank_zero():  # once, not once per process
+    if is_rank_zero():  # once, not once per process
         log.info(_summary(results, cfg))
     return results.get("val_acc_best")
 

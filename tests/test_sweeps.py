@@ -263,6 +263,9 @@ def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_pa
 def test_ddp_refuses_several_steps_per_call_in_one_sentence(tiny_data, tmp_path):
     done = run_cli("trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=2")
     assert done.returncode == 2, done.stderr[-3000:]
-    assert "module.steps_per_call=2 works on one device only" in done.stderr
+    sentence = "module.steps_per_call=2 works on one device only"
+    assert done.stderr.count(sentence) == 1, "said once, not once per process"
     [results_file] = tmp_path.rglob("results.json")
     assert json.loads(results_file.read_text())["status"] == "failed"
+    # the second process's error stays in its own log file
+    assert sentence in (results_file.parent / "train_ddp_process_1.log").read_text()
