@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 
 import pytest
 import pytorch_lightning as pl
@@ -307,6 +308,26 @@ def test_the_configured_progress_bar_redraws_a_few_times_a_second(tiny_data, tmp
     trainer = build_trainer(compose_run(overrides, tmp_path), [])
     [bar] = [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
     assert 0 < bar.refresh_rate <= 10
+
+
+def test_the_progress_bar_redraws_at_its_rate_where_lightning_would_after_every_call(
+    monkeypatch,
+):
+    # in Jupyter Lightning redraws (progress.refresh) twice after every training call
+    import pytorch_lightning.callbacks.progress.rich_progress as rich_progress
+
+    monkeypatch.setattr(rich_progress, "_IS_INTERACTIVE", True)
+    clock = iter([0.0, 0.05, 0.1, 0.19, 0.21, 0.3, 0.35, 0.42])
+    monkeypatch.setattr(
+        "fashion_lab.callbacks.time", types.SimpleNamespace(monotonic=lambda: next(clock))
+    )
+    bar = StepProgressBar(refresh_rate=5)
+    redraws = []
+    bar.progress = type("Progress", (), {"refresh": lambda self: redraws.append(True)})()
+    for hard in (False, False, False, False, False, False, True, False):
+        bar.refresh(hard=hard)
+    # at 0.0 and 0.21 (0.2 s apart at most 5 a second), 0.35 (hard: always), 0.42 is too soon
+    assert len(redraws) == 3
 
 
 def _checkpoint(tiny_data, tmp_path, k: int):
