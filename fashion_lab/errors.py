@@ -64,7 +64,7 @@ def command(main: Callable[..., None]) -> Callable[..., None]:
             say_error(f"Error: {e}")
             sys.exit(2)
         except KeyboardInterrupt:
-            print("Interrupted; run the command again.", file=sys.stderr)
+            say_error("Interrupted; run the command again.")
             sys.exit(130)
 
     return run

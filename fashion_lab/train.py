@@ -656,7 +656,7 @@ def main() -> None:
             if sweep.sweep_dir
             else "run the command again"
         )
-        print(f"Interrupted; {again}.", file=sys.stderr)
+        say_error(f"Interrupted; {again}.")
         sys.exit(130)
     if sweep.failed_jobs:
         sys.exit(1)
