@@ -217,6 +217,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     from fashion_lab.checkpoints import ckpt_override, resolve_checkpoint, run_dir_of, unquote
 
     check_config_dir()
+    check_one_mode(overrides)
     args = _overrides_only(overrides)
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
@@ -254,6 +255,37 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
         else:
             check_writable(log_dir_of(given), "paths.log_dir")
     return overrides
+
+
+def check_one_mode(argv: list[str]) -> None:
+    """Hydra does one of run, multirun, show the config, info and shell completion per command.
+
+    Raises:
+        UserError: two of them were asked for (Hydra raised a ValueError, with a stack trace).
+    """
+    import argparse
+
+    from hydra.main import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):  # Hydra will say what is wrong
+        return
+    modes = {
+        "--run": args.run,
+        "-m": args.multirun,
+        "--cfg": args.cfg is not None,
+        "--info": args.info is not None,
+        "--shell-completion": args.shell_completion,
+    }
+    given = [mode for mode, asked in modes.items() if asked]
+    if len(given) > 1:
+        raise UserError(
+            f"{' and '.join(given)} cannot be combined: Hydra does one of --run, -m, --cfg, "
+            "--info and --shell-completion per command; keep one."
+        )
 
 
 HYDRA_OPTIONS_WITH_VALUES = {

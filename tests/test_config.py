@@ -138,6 +138,15 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     assert claim(str(fresh)) == str(fresh) and fresh.is_dir()
 
 
+def test_two_of_hydras_modes_at_once_are_one_sentence():
+    done = run_cli("-m", "--cfg", "hydra")  # Hydra raised a ValueError with a stack trace
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "Error: -m and --cfg cannot be combined: Hydra does one of --run, -m, --cfg, --info "
+        "and --shell-completion per command; keep one."
+    )
+
+
 def test_hydras_own_options_and_their_values_are_not_taken_for_overrides():
     done = run_cli("--cfg", "hydra")  # was "Unknown hydra ''": `hydra` read as a group choice
     assert done.returncode == 0, done.stderr

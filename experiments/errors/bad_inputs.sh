@@ -69,6 +69,7 @@ cases=(
   "train=false test=false"
   "hparams_search=optuna"
   "hydra.run.dirx=3"
+  "-m --cfg hydra"
 )
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
