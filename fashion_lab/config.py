@@ -217,7 +217,7 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     from fashion_lab.checkpoints import ckpt_override, resolve_checkpoint, run_dir_of, unquote
 
     check_config_dir()
-    check_one_mode(overrides)
+    check_hydra_options(overrides)
     args = _overrides_only(overrides)
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
@@ -257,11 +257,13 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     return overrides
 
 
-def check_one_mode(argv: list[str]) -> None:
-    """Hydra does one of run, multirun, show the config, info and shell completion per command.
+def check_hydra_options(argv: list[str]) -> None:
+    """Hydra's own options that Hydra would refuse with a stack trace or several lines.
 
     Raises:
-        UserError: two of them were asked for (Hydra raised a ValueError, with a stack trace).
+        UserError: two of Hydra's modes (run, multirun, show the config, info, shell
+            completion) at once; a primary config (`-cn`) that conf/ does not have; a
+            config directory (`-cd`) that does not exist.
     """
     import argparse
 
@@ -285,6 +287,16 @@ def check_one_mode(argv: list[str]) -> None:
         raise UserError(
             f"{' and '.join(given)} cannot be combined: Hydra does one of --run, -m, --cfg, "
             "--info and --shell-completion per command; keep one."
+        )
+    if args.config_dir and not Path(args.config_dir).expanduser().is_dir():
+        raise UserError(f"--config-dir {args.config_dir} is not a directory; fix the path.")
+    name = args.config_name
+    own_dir = not (args.config_dir or args.config_path)
+    if name and own_dir and not (CONFIG_DIR / f"{name.removesuffix('.yaml')}.yaml").is_file():
+        raise UserError(
+            f"There is no config {name} in {CONFIG_DIR} (primary configs: "
+            f"{', '.join(group_options('.'))}); drop -cn, and choose groups with overrides "
+            "such as experiment=quick."
         )
 
 

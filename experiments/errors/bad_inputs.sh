@@ -70,6 +70,7 @@ cases=(
   "hparams_search=optuna"
   "hydra.run.dirx=3"
   "-m --cfg hydra"
+  "-cn quick"
 )
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
