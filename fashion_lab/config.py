@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import itertools
 import re
@@ -90,19 +91,19 @@ def hydra_subdir(ckpt_path: str | None, train: bool, log_dir: str) -> str:
 
 def register_resolvers() -> None:
     """Make the `fashion_lab.*` resolvers available to the configs (idempotent)."""
-    resolvers = {
-        "fashion_lab.root": repo_root,
-        "fashion_lab.short": short_name,
-        "fashion_lab.run_dir": run_dir,
-        "fashion_lab.hydra_subdir": hydra_subdir,
+    resolvers = {  # name: (function, whether OmegaConf caches its value in the config)
+        "fashion_lab.root": (repo_root, False),
+        "fashion_lab.short": (short_name, False),
+        "fashion_lab.run_dir": (run_dir, False),
+        "fashion_lab.hydra_subdir": (hydra_subdir, False),
+        # a sweep's directory, claimed once in the launching process: the resolved name is
+        # cached in the config, which Hydra copies (and pickles) into every job's, whichever
+        # process runs it
+        "fashion_lab.claim": (claim, True),
     }
-    for name, function in resolvers.items():
+    for name, (function, cached) in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, function)
-    # a sweep's directory, claimed once in the launching process: the resolved name is cached
-    # in the config, which Hydra copies (and pickles) into every job's, whichever process runs it
-    if not OmegaConf.has_resolver("fashion_lab.claim"):
-        OmegaConf.register_new_resolver("fashion_lab.claim", claim, use_cache=True)
+            OmegaConf.register_new_resolver(name, function, use_cache=cached)
 
 
 register_resolvers()
@@ -217,8 +218,11 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     from fashion_lab.checkpoints import ckpt_override, resolve_checkpoint, run_dir_of, unquote
 
     check_config_dir()
-    check_hydra_options(overrides)
-    args = _overrides_only(overrides)
+    command_line = read_command_line(overrides)
+    if command_line is None:  # Hydra refuses it and says why
+        return overrides
+    options, args = command_line
+    check_hydra_options(options)
     check_group_choices(args)
     given = {_key(o): o.split("=", 1)[1] for o in args if "=" in o}
     if any(c in given.get("ckpt_path", "") for c in "=,") and given["ckpt_path"][0] not in "'\"":
@@ -257,24 +261,30 @@ def prepare_overrides(overrides: list[str]) -> list[str]:
     return overrides
 
 
-def check_hydra_options(argv: list[str]) -> None:
-    """Hydra's own options that Hydra would refuse with a stack trace or several lines.
+def read_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str]] | None:
+    """A command line as Hydra's own parser reads it: its options, and its overrides (`--cfg
+    hydra` is not an override of the hydra group); None when Hydra will refuse it, saying why."""
+    from hydra.main import get_args_parser
+
+    parser = get_args_parser()
+    parser.exit_on_error = False
+    try:
+        options, rest = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    # overrides after an option are left over: Hydra refuses them; they are checked as well
+    return options, [*options.overrides, *(arg for arg in rest if not arg.startswith("-"))]
+
+
+def check_hydra_options(args: argparse.Namespace) -> None:
+    """Hydra's own options (`read_command_line`) that Hydra would refuse with a stack trace
+    or several lines.
 
     Raises:
         UserError: two of Hydra's modes (run, multirun, show the config, info, shell
             completion) at once; a primary config (`-cn`) that conf/ does not have; a
             config directory (`-cd`) that does not exist.
     """
-    import argparse
-
-    from hydra.main import get_args_parser
-
-    parser = get_args_parser()
-    parser.exit_on_error = False
-    try:
-        args, _ = parser.parse_known_args(argv)
-    except (argparse.ArgumentError, SystemExit):  # Hydra will say what is wrong
-        return
     modes = {
         "--run": args.run,
         "-m": args.multirun,
@@ -298,27 +308,6 @@ def check_hydra_options(argv: list[str]) -> None:
             f"{', '.join(group_options('.'))}); drop -cn, and choose groups with overrides "
             "such as experiment=quick."
         )
-
-
-HYDRA_OPTIONS_WITH_VALUES = {
-    "-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
-    "-cd", "--config-dir", "--experimental-rerun",
-}  # fmt: skip
-INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-
-
-def _overrides_only(argv: list[str]) -> list[str]:
-    """The overrides of a Hydra command line, without its options and their values
-    (`--cfg hydra` is not an override of the hydra group)."""
-    overrides, after_option = [], None
-    for arg in argv:
-        takes_value = after_option in HYDRA_OPTIONS_WITH_VALUES or (
-            after_option in ("-i", "--info") and arg in INFO_TOPICS
-        )
-        after_option = arg if arg.startswith("-") else None
-        if not takes_value and not arg.startswith("-"):
-            overrides.append(arg)
-    return overrides
 
 
 def log_dir_of(given: dict[str, str]) -> str:
