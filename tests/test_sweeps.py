@@ -164,6 +164,19 @@ def test_optuna_search_survives_a_failing_trial_and_names_the_best(tiny_data, tm
     assert f"best_value: {max(completed)}" in best
 
 
+def _two_model_sweep(launcher: str, tiny_data, tmp_path, *extra: str):
+    """`-m model=cnn,dilated_v2`, one epoch each, under `launcher`."""
+    return run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        "model=cnn,dilated_v2",
+        "model.channels_last=false",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        *extra,
+    )
+
+
 @pytest.mark.parametrize("launcher", ["basic", "parallel", "submitit_local"])
 def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     launcher, tiny_data, tmp_path
@@ -177,14 +190,7 @@ def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     ]
     for directory in taken:
         directory.mkdir(parents=True)
-    done = run_cli(
-        "-m",
-        f"hydra/launcher={launcher}",
-        "model=cnn,dilated_v2",
-        "model.channels_last=false",
-        *tiny_overrides(tiny_data, tmp_path),
-        "trainer.max_epochs=1",
-    )
+    done = _two_model_sweep(launcher, tiny_data, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(not any(d.iterdir()) for d in taken), "the other sweep's directory is untouched"
     # every job, whichever process ran it, in the one directory the launching process claimed
@@ -197,15 +203,7 @@ def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_launchers_run_every_job_and_report_in_the_launching_process(launcher, tiny_data, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    done = run_cli(
-        "-m",
-        f"hydra/launcher={launcher}",
-        "model=cnn,dilated_v2",
-        "model.channels_last=false",
-        *tiny_overrides(tiny_data, tmp_path),
-        "trainer.max_epochs=1",
-        f"hydra.sweep.dir={sweep_dir}",
-    )
+    done = _two_model_sweep(launcher, tiny_data, tmp_path, f"hydra.sweep.dir={sweep_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = _jobs(sweep_dir)
     assert {m: j["status"] for m, j in jobs.items()} == {
