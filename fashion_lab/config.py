@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import itertools
 import re
 import shutil
@@ -175,20 +176,31 @@ def check_composes(overrides: list[str]) -> None:
     """
     from hydra import compose, initialize_config_dir
 
-    job = [_first_of_sweep(o) for o in overrides if not SWEEP_FUNCTION.match(o.partition("=")[2])]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=job, return_hydra_config=True)
+            compose("config", overrides=_one_job(overrides), return_hydra_config=True)
     except COMPOSE_ERRORS as e:
-        raise composition_error(e) from None
+        raise composition_error(e, overrides) from None
 
 
-def composition_error(error: Exception) -> UserError:
-    """The one sentence for an error Hydra raised composing overrides."""
+def _one_job(overrides: list[str]) -> list[str]:
+    """A sweep's overrides for its first job (a search space left to its sweeper)."""
+    return [_first_of_sweep(o) for o in overrides if not SWEEP_FUNCTION.match(o.partition("=")[2])]
+
+
+def composition_error(error: Exception, overrides: list[str]) -> UserError:
+    """The one sentence for an error Hydra raised composing `overrides`."""
     text = str(error)
     unknown = re.search(r"Could not override '([^']+)'", text)
     if unknown and "To append to your config" in text:
         key = unknown.group(1)
+        owner = _unset_option(key, overrides)
+        if owner:
+            value = next(o.split("=", 1)[1] for o in overrides if _key(o) == key)
+            return UserError(
+                f"{key} is an option of {owner} that the config does not set; write "
+                f"+{key}={value} to add it."
+            )
         return UserError(
             f"Unknown config key {key}; check its spelling (`python -m fashion_lab --cfg job` "
             f"prints every key), or write +{key}=... to add a new one."
@@ -203,6 +215,43 @@ def composition_error(error: Exception) -> UserError:
         why = str(error.__cause__).strip().splitlines()[0]
         return UserError(f"Invalid override {merging.group(1)} ({why}); fix it and run again.")
     return UserError(f"Invalid override ({first}); fix it and run again.")
+
+
+def _unset_option(key: str, overrides: list[str]) -> str | None:
+    """What takes `key` as an option the config leaves unset (Lightning's Trainer for
+    `trainer.*`, a model's builder for `model.*`, the `_target_` of any other node), or None."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_object
+
+    parent, _, option = key.rpartition(".")
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", _one_job([o for o in overrides if _key(o) != key]))
+    except COMPOSE_ERRORS:  # another override is wrong too: Hydra's first complaint stands
+        return None
+    node = OmegaConf.select(cfg, parent) if parent else None
+    if parent == "trainer":
+        import pytorch_lightning as pl
+
+        owner, takes = "Lightning's Trainer", pl.Trainer
+    elif parent == "model" and isinstance(node, DictConfig):
+        from fashion_lab.models import model_options
+
+        return f"model {node.get('name')!r}" if option in model_options(node.get("name")) else None
+    elif isinstance(node, DictConfig) and isinstance(node.get("_target_"), str):
+        owner = node._target_
+        try:
+            takes = get_object(owner)
+        except Exception:  # a target that does not import: instantiating it will say so
+            return None
+    else:
+        return None
+    try:
+        parameters = inspect.signature(takes).parameters
+    except (TypeError, ValueError):
+        return None
+    found = parameters.get(option)
+    return owner if found and found.kind not in (found.VAR_KEYWORD, found.VAR_POSITIONAL) else None
 
 
 def prepare_overrides(overrides: list[str]) -> list[str]:
@@ -353,7 +402,7 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
     except COMPOSE_ERRORS as e:
-        raise composition_error(e) from None
+        raise composition_error(e, overrides) from None
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

@@ -244,6 +244,24 @@ CLI_ERRORS = [
     (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
     (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
     (["trainer.foo=1"], "Unknown config key trainer.foo"),
+    (["trainer.limit_val_batche=2"], "Unknown config key trainer.limit_val_batche; check"),
+    (
+        ["-m", "trainer.limit_val_batches=2,3"],
+        "trainer.limit_val_batches is an option of Lightning's Trainer that the config does not "
+        "set; write +trainer.limit_val_batches=2,3 to add it.",
+    ),
+    (
+        ["optimizer.amsgrad=true"],
+        "optimizer.amsgrad is an option of torch.optim.Adam that the config does not set; write "
+        "+optimizer.amsgrad=true to add it.",
+    ),
+    (["optimizer.momentum=0.9"], "Unknown config key optimizer.momentum"),  # not Adam's
+    (
+        ["model=dilated_v2", "model.in_channels=1"],
+        "model.in_channels is an option of model 'dilated_v2' that the config does not set; "
+        "write +model.in_channels=1 to add it.",
+    ),
+    (["model.in_channels=1"], "Unknown config key model.in_channels"),  # not the cnn's
     (
         ["+trainer.max_epochs=3"],
         "trainer.max_epochs is already in the config; set it without the +: trainer.max_epochs=...",

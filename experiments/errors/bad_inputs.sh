@@ -41,6 +41,7 @@ cases=(
   "optimizer=adamx"
   "scheduler=step"
   "trainer.max_epoch=3"
+  "trainer.limit_val_batches=2"
   "model=dilated_v2 model.dilations=[]"
   "model=dilated_v2 model.dilations=[0,1]"
   "model=dilated_v2 model.dilations=[1.5,2]"

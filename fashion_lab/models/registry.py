@@ -33,13 +33,8 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _MODELS:
         raise UserError(f"Unknown model {name!r}; choose one of: {', '.join(list_models())}.")
     builder = _MODELS[name]
-    check_types(builder, kwargs, "model")
-    try:
-        built = inspect.signature(builder, eval_str=True).return_annotation
-    except NameError:  # an annotation that does not resolve: nothing more to check
-        built = None
-    if isinstance(built, type):  # the class takes the options a builder's **kwargs passes on
-        check_types(built, kwargs, "model")
+    for takes_options in _option_takers(builder):
+        check_types(takes_options, kwargs, "model")
     try:
         return builder(**kwargs)
     except TypeError as e:
@@ -52,6 +47,28 @@ def create_model(name: str, **kwargs) -> nn.Module:
         ) from None
     except (ValueError, RuntimeError) as e:  # a layer refused a value (dropout 2, width -1)
         raise _bad_value(name, e) from None
+
+
+def model_options(name: str) -> set[str]:
+    """The keyword options a registered model takes (empty for an unknown name)."""
+    if name not in _MODELS:
+        return set()
+    return {
+        option.name
+        for taker in _option_takers(_MODELS[name])
+        for option in inspect.signature(taker).parameters.values()
+        if option.kind not in (option.VAR_KEYWORD, option.VAR_POSITIONAL)
+    }
+
+
+def _option_takers(builder: Callable[..., nn.Module]) -> list[Callable[..., nn.Module]]:
+    """The builder, and the class it returns: it takes the options the builder's **kwargs
+    passes on."""
+    try:
+        built = inspect.signature(builder, eval_str=True).return_annotation
+    except NameError:  # an annotation that does not resolve: the builder alone
+        built = None
+    return [builder, built] if isinstance(built, type) else [builder]
 
 
 def _bad_value(name: str, error: Exception) -> UserError:
