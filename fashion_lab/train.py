@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -59,9 +60,14 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings(
     "ignore", message=r"Precision .*-mixed is not supported by the model summary"
 )
-# Lightning 2.6 advertises a cloud service at every Trainer it builds.
+# Lines of Lightning's with nothing in them for a user: an advertisement for a cloud service at
+# every Trainer, that the configured limit_train_batches=1.0 means every batch, and that the
+# scheduler's length is counted from the loader.
+LIGHTNING_CHATTER = re.compile(
+    r"💡 Tip|`Trainer\(\w+=1\.0\)` was configured so 100%|Loading `train_dataloader` to estimate"
+)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-    lambda record: not str(record.msg).startswith("💡 Tip")
+    lambda record: not LIGHTNING_CHATTER.match(str(record.msg))
 )
 
 MODULE_OPTIONS = ("channels_last", "compile")

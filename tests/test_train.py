@@ -135,7 +135,11 @@ def test_the_model_summary_counts_flops_per_image_without_noise(precision, tiny_
     # 2 x the 2,631,040 multiply-adds `python -m fashion_lab.inspect model=cnn` counts (it
     # showed 0 FLOPs without an example input; float64 weights take a float64 example)
     assert "Total FLOPs: 5.3 M" in done.stdout
-    assert "Tip:" not in done.stderr + done.stdout, "Lightning's advertisement is dropped"
+    printed = done.stderr + done.stdout
+    assert "Tip:" not in printed, "Lightning's advertisement is dropped"
+    assert "100% of the batches" not in printed  # the configured limit_train_batches=1.0
+    assert "to estimate number of stepping batches" not in printed
+    assert "GPU available: False" in printed, "Lightning's other lines stay"
     assert "not supported by the model summary" not in done.stderr
 
 
