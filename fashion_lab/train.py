@@ -532,6 +532,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
             for tested in tested_all:
                 metrics.update(_float_metrics(tested))
+            # fewer than the whole test split with trainer.limit_test_batches: said with the figure
+            results["test_images"] = int(module.confusion["test"].sum())
+            results["test_split_images"] = len(datamodule.split("test")[1])
         results.update(
             val_acc=metrics.get("val/acc"),
             val_acc_best=metrics.get("val/acc_best"),
@@ -581,10 +584,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
 
 
+def partial_test(results: Mapping[str, Any]) -> str:
+    """`on 3,000 of the 10,000 test images` for a run that tested part of the test split
+    (trainer.limit_test_batches), else an empty string."""
+    tested, split = results.get("test_images"), results.get("test_split_images")
+    return (
+        f"on {tested:,} of the {split:,} test images" if tested and split and tested < split else ""
+    )
+
+
 def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
     parts = [f"{results['model']}:"]
     if results.get("test_acc") is not None:
         parts.append(f"test/acc {results['test_acc']:.4f}")
+        if partial_test(results):
+            parts.append(f"({partial_test(results)})")
     if results.get("val_acc_best") is not None:
         parts.append(
             f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})"

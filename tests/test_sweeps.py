@@ -71,6 +71,7 @@ def _fake_run(root: Path, name: str, model: str, seed: int, test_acc: float | No
         "parameters": 1000,
         "train_time_s": 10.0,
         "train_images_per_s": 500.0,
+        "test_split_images": 10_000,
         "overrides": [f"model={model}", f"seed={seed}"],
         "history": [{"epoch": 0, "val/acc": 0.5}, {"epoch": 1, "val/acc": test_acc}],
     }
@@ -94,6 +95,20 @@ def test_leaderboard_groups_over_seeds_with_mean_and_std(tmp_path):
     assert table.splitlines()[2].startswith("| model=dilated_v2 | 3 | 1 | 95.00 ± 1.41")
     with open(tmp_path / "report" / "leaderboard.csv") as f:
         assert [r["group"] for r in csv.DictReader(f)] == ["model=dilated_v2", "model=cnn"]
+
+
+def test_a_test_accuracy_over_part_of_the_test_split_says_so(tmp_path):
+    for seed in (0, 1):
+        for name, model, acc, tested in (
+            ("a", "cnn", 0.9, 10_000),
+            ("b", "dilated_v2", 0.95, 3_000),
+        ):
+            _fake_run(tmp_path, f"{name}{seed}", model, seed, acc, test_images=tested)
+    rows = {r["group"]: r["test_acc"] for r in leaderboard(group_runs(load_runs([tmp_path])))}
+    assert rows == {
+        "model=dilated_v2": "95.00 ± 0.00 (on 3,000 of the 10,000 test images)",
+        "model=cnn": "90.00 ± 0.00",
+    }
 
 
 def test_runs_without_a_validated_epoch_still_get_their_plots(tmp_path):

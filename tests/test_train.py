@@ -153,6 +153,22 @@ def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
 
 
+def test_a_test_over_part_of_the_test_split_says_so(tiny_data, tmp_path):
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        "data.eval_batch_size=50",
+        "+trainer.limit_test_batches=3",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = done.stderr.strip().splitlines()[-1]
+    assert summary.startswith("cnn: test/acc ")
+    assert " (on 150 of the 200 test images) val/acc_best " in summary
+    [run_dir] = _run_dirs(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["test_images"], results["test_split_images"]) == (150, 200)
+
+
 def test_the_history_has_validation_figures_only_for_validated_epochs(tiny_data, tmp_path):
     overrides = ["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"]
     results = train(compose_run([*tiny_overrides(tiny_data, tmp_path), *overrides], tmp_path))
