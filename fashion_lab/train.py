@@ -60,6 +60,9 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings(
     "ignore", message=r"Precision .*-mixed is not supported by the model summary"
 )
+# A run's checkpoint folder is its own (a new run gets a new directory): one that holds files is
+# a resume's, which is meant to.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # Lines of Lightning's with nothing in them for a user: an advertisement for a cloud service at
 # every Trainer, that the configured limit_train_batches=1.0 means every batch, and that the
 # scheduler's length is counted from the loader.
@@ -522,11 +525,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             results["best_checkpoint"] = best or None
         if cfg.test:
-            best = "best" if results.get("best_checkpoint") else None
             tested_all = trainer.test(
                 module,
                 datamodule=datamodule,
-                ckpt_path=best if cfg.train else resume,
+                ckpt_path=results.get("best_checkpoint") if cfg.train else resume,
                 verbose=False,
                 weights_only=True,
             )

@@ -62,6 +62,22 @@ def _signal_after_a_checkpoint(
     return process.returncode, stderr_path.read_text()
 
 
+def test_the_last_checkpoint_is_every_epoch_s_even_when_val_acc_does_not_improve(
+    tiny_data, tmp_path
+):
+    # Lightning 2.6's save_last wrote last.ckpt only at epochs that saved a best checkpoint
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run_dir] = tmp_path.glob("runs/*")
+    assert _results(tmp_path)["best_epoch"] < 2, "the tiny data is learnt before the last epoch"
+    last = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 24)  # 3 epochs of 512 images / 64
+    best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == _results(tmp_path)["best_epoch"]
+    assert _results(tmp_path)["best_checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
 def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_path):
     recipe = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4", "seed=0"]
     recipe += ["trainer.deterministic=true"]
@@ -80,9 +96,10 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     killed_after = load_checkpoint(run_dir / "checkpoints/last.ckpt")["epoch"]
     assert killed_after < 3
 
-    resumed = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={log_dir}")
+    resumed = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={log_dir}", warnings="default")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert list(log_dir.glob("runs/*")) == [run_dir], "resumed in the same directory"
+    assert "exists and is not empty" not in resumed.stderr, "a resume's checkpoints are expected"
     after, before = _results(log_dir), _results(tmp_path / "whole")
     assert after["status"] == "completed" and after["epochs"] == 4
     assert {k: after[k] for k in METRICS} == {k: before[k] for k in METRICS}
