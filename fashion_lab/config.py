@@ -155,7 +155,12 @@ def check_group_choices(overrides: list[str]) -> None:
         key, _, value = override.partition("=")
         if key.startswith(("+", "~")) or "/" in key or not (CONFIG_DIR / key).is_dir():
             continue
-        if any(c in value for c in "()[]"):
+        listed = re.fullmatch(r"\[([^][()]*)\]", value)  # several options: logger=[tensorboard,csv]
+        if listed:
+            value = listed.group(1).replace(" ", "")
+            if not value:  # none of them
+                continue
+        elif any(c in value for c in "()[]"):
             continue
         for option in value.split(","):
             if option == "null":

@@ -260,6 +260,7 @@ CLI_ERRORS = [
     ),
     (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
     (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
+    (["logger=[tensorboard,csvv]"], "Unknown logger 'csvv'; choose one of: csv, tensorboard."),
     (["trainer.foo=1"], "Unknown config key trainer.foo"),
     (["trainer.limit_val_batche=2"], "Unknown config key trainer.limit_val_batche; check"),
     (
