@@ -188,13 +188,28 @@ def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
         )
 
 
-def left_to_train(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> bool:
-    """Whether a fit resumed from `checkpoint` (saved at an epoch's end) trains anything."""
+def why_finished(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a fit resumed from `checkpoint` (saved at an epoch's end) would train nothing, and
+    how to train more; None when it has epochs left."""
     max_epochs = cfg.trainer.get("max_epochs")
     max_steps = cfg.trainer.get("max_steps", -1)
+    stopped = stopped_early(checkpoint.get("callbacks") or {})
+    if stopped is not None:
+        return f"early stopping ended it at epoch {stopped}", "start a new run to train longer"
     if max_epochs not in (None, -1) and checkpoint.get("epoch", -1) + 1 >= max_epochs:
-        return False
-    return max_steps in (None, -1) or checkpoint.get("global_step", 0) < max_steps
+        return f"trainer.max_epochs={max_epochs}", "raise trainer.max_epochs to train it further"
+    if max_steps not in (None, -1) and checkpoint.get("global_step", 0) >= max_steps:
+        return f"trainer.max_steps={max_steps}", "raise trainer.max_steps to train it further"
+    return None
+
+
+def stopped_early(callback_states: Mapping[str, Any]) -> int | None:
+    """The epoch at which an EarlyStopping callback stopped the run, from the callbacks' states
+    (a checkpoint's, or `{cb.state_key: cb.state_dict()}`), or None."""
+    for key, state in callback_states.items():
+        if key.startswith("EarlyStopping") and state.get("stopped_epoch", 0) > 0:
+            return state["stopped_epoch"]
+    return None
 
 
 MAX_SEED = 2**32 - 1
@@ -487,12 +502,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if resume is not None and cfg.train:
             checkpoint = load_checkpoint(resume)
             match_checkpoint(cfg, checkpoint)
-            if finished and not left_to_train(cfg, checkpoint):
+            why = why_finished(cfg, checkpoint) if finished else None
+            if why:
                 raise UserError(
-                    f"The run in {output_dir} is finished (trainer.max_epochs="
-                    f"{cfg.trainer.max_epochs}); test its best checkpoint with `python -m "
-                    f"fashion_lab.evaluate ckpt_path={output_dir}`, or raise trainer.max_epochs "
-                    "to train it further."
+                    f"The run in {output_dir} is finished ({why[0]}); test its best checkpoint "
+                    f"with `python -m fashion_lab.evaluate ckpt_path={output_dir}`, or {why[1]}."
                 )
         callbacks += seed_run(cfg)
         datamodule = build_datamodule(cfg)
@@ -522,6 +536,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     }
                 )
             results["epochs"] = trainer.current_epoch
+            results["stopped_early_at_epoch"] = stopped_early(
+                {cb.state_key: cb.state_dict() for cb in trainer.early_stopping_callbacks}
+            )
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             results["best_checkpoint"] = best or None
         if cfg.test:
@@ -605,6 +622,8 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
         parts.append(
             f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})"
         )
+    if results.get("stopped_early_at_epoch") is not None:
+        parts.append(f"stopped early at epoch {results['stopped_early_at_epoch']}")
     parts.append(f"in {results['wall_time_s']:.0f} s")
     if results.get("train_images_per_s"):
         parts.append(f"({results['train_images_per_s']:.0f} train img/s)")

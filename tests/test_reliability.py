@@ -228,6 +228,29 @@ def test_a_finished_run_keeps_its_record_when_resumed_by_mistake(tiny_data, tmp_
     assert {name: (run_dir / name).read_text() for name in kept} == record
 
 
+def test_early_stopping_ends_a_run_and_its_resume_says_it_is_finished(tiny_data, tmp_path):
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path),
+        "callbacks=[default,early_stopping]",
+        "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=1.0",  # no epoch after the first improves by 100%
+        "trainer.max_epochs=5",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [run_dir] = tmp_path.glob("runs/*")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["stopped_early_at_epoch"] == 1 and len(results["history"]) == 2
+    assert " stopped early at epoch 1 in " in done.stderr.strip().splitlines()[-1]
+    again = run_cli(f"ckpt_path={run_dir}", f"paths.log_dir={tmp_path}")
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"Error: The run in {run_dir} is finished (early stopping ended it at epoch 1); test its "
+        f"best checkpoint with `python -m fashion_lab.evaluate ckpt_path={run_dir}`, or start a "
+        "new run to train longer."
+    )
+    assert json.loads((run_dir / "results.json").read_text()) == results
+
+
 def test_a_run_killed_after_its_last_epoch_resumes_to_its_validation_figures(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -261,6 +284,10 @@ CLI_ERRORS = [
     (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
     (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
     (["logger=[tensorboard,csvv]"], "Unknown logger 'csvv'; choose one of: csv, tensorboard."),
+    (
+        ["callbacks=[default,early_stoping]"],
+        "Unknown callbacks 'early_stoping'; choose one of: default, early_stopping.",
+    ),
     (["trainer.foo=1"], "Unknown config key trainer.foo"),
     (["trainer.limit_val_batche=2"], "Unknown config key trainer.limit_val_batche; check"),
     (

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_overrides
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab.train import _summary, train
+from fashion_lab.train import _summary, train, why_finished
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -231,3 +232,17 @@ def test_cnn_reaches_85_percent_after_one_epoch_on_real_data(tmp_path):
     [run_dir] = _run_dirs(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test_acc"] >= 0.85, results["test_acc"]
+
+
+def test_why_a_resumed_run_would_train_nothing():
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 6, "max_steps": 1000}})
+    early = {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {"stopped_epoch": 3}}
+    assert why_finished(cfg, {"epoch": 3, "global_step": 400, "callbacks": early}) == (
+        "early stopping ended it at epoch 3",
+        "start a new run to train longer",
+    )
+    assert why_finished(cfg, {"epoch": 5, "global_step": 600})[0] == "trainer.max_epochs=6"
+    assert why_finished(cfg, {"epoch": 2, "global_step": 1000})[0] == "trainer.max_steps=1000"
+    assert why_finished(cfg, {"epoch": 2, "global_step": 400, "callbacks": {}}) is None
+    not_stopped = {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {"stopped_epoch": 0}}
+    assert why_finished(cfg, {"epoch": 2, "global_step": 400, "callbacks": not_stopped}) is None
