@@ -62,11 +62,13 @@ def _signal_after_a_checkpoint(
     return process.returncode, stderr_path.read_text()
 
 
+@pytest.mark.parametrize("validation", [[], ["trainer.check_val_every_n_epoch=2"]])
 def test_the_last_checkpoint_is_every_epoch_s_even_when_val_acc_does_not_improve(
-    tiny_data, tmp_path
+    validation, tiny_data, tmp_path
 ):
-    # Lightning 2.6's save_last wrote last.ckpt only at epochs that saved a best checkpoint
-    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3")
+    # Lightning 2.6's save_last wrote last.ckpt only at epochs that saved a best checkpoint (and
+    # only at validated epochs)
+    done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3", *validation)
     assert done.returncode == 0, done.stderr[-2000:]
     [run_dir] = tmp_path.glob("runs/*")
     assert _results(tmp_path)["best_epoch"] < 2, "the tiny data is learnt before the last epoch"
