@@ -12,7 +12,7 @@ from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_o
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab.train import _summary, train, why_finished
+from fashion_lab.train import _summary, end_distributed, train, why_finished
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -246,3 +246,14 @@ def test_why_a_resumed_run_would_train_nothing():
     assert why_finished(cfg, {"epoch": 2, "global_step": 400, "callbacks": {}}) is None
     not_stopped = {"EarlyStopping{'monitor': 'val/acc', 'mode': 'max'}": {"stopped_epoch": 0}}
     assert why_finished(cfg, {"epoch": 2, "global_step": 400, "callbacks": not_stopped}) is None
+
+
+def test_a_run_takes_down_the_process_group_it_leaves(tmp_path):
+    dist = torch.distributed
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    assert dist.is_initialized()
+    end_distributed()
+    assert not dist.is_initialized()
+    end_distributed()  # nothing to take down: nothing happens
