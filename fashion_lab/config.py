@@ -201,7 +201,9 @@ def composition_error(error: Exception, overrides: list[str]) -> UserError:
         key = unknown.group(1)
         owner = _unset_option(key, overrides)
         if owner:
-            value = next(o.split("=", 1)[1] for o in overrides if _key(o) == key)
+            value = next(
+                (o.split("=", 1)[1] for o in overrides if _key(o) == key and "=" in o), "..."
+            )
             return UserError(
                 f"{key} is an option of {owner} that the config does not set; write "
                 f"+{key}={value} to add it."
