@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import itertools
 import re
 import shutil
@@ -16,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, named_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "conf"
@@ -253,12 +252,7 @@ def _unset_option(key: str, overrides: list[str]) -> str | None:
             return None
     else:
         return None
-    try:
-        parameters = inspect.signature(takes).parameters
-    except (TypeError, ValueError):
-        return None
-    found = parameters.get(option)
-    return owner if found and found.kind not in (found.VAR_KEYWORD, found.VAR_POSITIONAL) else None
+    return owner if option in named_options(takes) else None
 
 
 def prepare_overrides(overrides: list[str]) -> list[str]:

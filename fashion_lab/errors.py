@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -109,6 +110,16 @@ def _describe(hint: Any) -> str:
         return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(hint, "")
+
+
+def named_options(target: Callable) -> set[str]:
+    """The options `target` takes by name (not what its *args or **kwargs collect); empty when
+    its signature cannot be read."""
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:

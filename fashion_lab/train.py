@@ -624,8 +624,8 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
     parts = [f"{results['model']}:"]
     if results.get("test_acc") is not None:
         parts.append(f"test/acc {results['test_acc']:.4f}")
-        if partial_test(results):
-            parts.append(f"({partial_test(results)})")
+        if partial := partial_test(results):
+            parts.append(f"({partial})")
     if results.get("val_acc_best") is not None:
         parts.append(
             f"val/acc_best {results['val_acc_best']:.4f} (epoch {results.get('best_epoch')})"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from fashion_lab.errors import UserError, check_types
+from fashion_lab.errors import UserError, check_types, named_options
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -53,12 +53,7 @@ def model_options(name: str) -> set[str]:
     """The keyword options a registered model takes (empty for an unknown name)."""
     if name not in _MODELS:
         return set()
-    return {
-        option.name
-        for taker in _option_takers(_MODELS[name])
-        for option in inspect.signature(taker).parameters.values()
-        if option.kind not in (option.VAR_KEYWORD, option.VAR_POSITIONAL)
-    }
+    return set().union(*map(named_options, _option_takers(_MODELS[name])))
 
 
 def _option_takers(builder: Callable[..., nn.Module]) -> list[Callable[..., nn.Module]]:
