@@ -40,12 +40,16 @@ def say_error(message: str, logger: logging.Logger | None = None) -> None:
     """`message` on stderr, through `logger` when given (which also writes the run's log
     file). Distributed training's extra processes meet the same errors as the first, which
     says them: theirs go to their own log files only."""
-    if is_rank_zero():
-        if logger is None:
-            print(message, file=sys.stderr)
-        else:
-            logger.error(message)
-        return
+    if not is_rank_zero():
+        log_to_file(message, logger)
+    elif logger is None:
+        print(message, file=sys.stderr)
+    else:
+        logger.error(message)
+
+
+def log_to_file(message: str, logger: logging.Logger | None = None) -> None:
+    """`message` in the run's log file only, not on the console."""
     name = logger.name if logger else "fashion_lab"
     record = logging.LogRecord(name, logging.ERROR, __file__, 0, message, None, None)
     for handler in logging.getLogger().handlers:

@@ -2,11 +2,20 @@
 
 Registered as a Hydra callback (conf/hydra/default.yaml), so it runs in the launching process
 whichever launcher ran the jobs (in-process, joblib workers, submitit/SLURM).
+
+Ctrl-C in a sweep whose jobs run in worker processes (hydra/launcher=parallel) reaches the
+launching process and every worker (the terminal signals them all). Hydra's joblib launcher
+would then kill the workers at once, perhaps before their jobs recorded how far they got. So
+the launching process does not stop there: it writes STOP_FILE, so that no new job starts, and
+waits for the running jobs, which save their progress and return; the sweep then ends as
+interrupted. A second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +29,39 @@ failed_jobs: list[tuple[str, str]] = []
 
 sweep_dir: str | None = None
 """The directory of the sweep this process runs or ran last."""
+
+interrupted = False
+"""Whether the last sweep this process ran was stopped by Ctrl-C, its jobs having returned."""
+
+STOP_FILE = ".interrupted"
+"""Written in a sweep directory when its sweep is stopped: jobs that have not started skip."""
+
+LAUNCHER_PID = "FASHION_LAB_LAUNCHER_PID"
+"""Environment variable: the launching process, so that a job knows it runs in a worker."""
+
+
+def in_worker() -> bool:
+    """Whether this process runs sweep jobs for another (a parallel launcher's worker)."""
+    return os.environ.get(LAUNCHER_PID) not in (None, str(os.getpid()))
+
+
+def jobs_in_other_processes(config: DictConfig) -> bool:
+    """Whether the configured launcher runs the jobs in worker processes (joblib, n_jobs > 1)."""
+    launcher = config.hydra.launcher
+    if not str(launcher.get("_target_")).endswith("JoblibLauncher"):
+        return False
+    from joblib import effective_n_jobs
+
+    return effective_n_jobs(launcher.get("n_jobs")) > 1
+
+
+def stop_sweep(directory: str | Path) -> None:
+    """Have the jobs of the sweep in `directory` that have not started yet not start."""
+    (Path(directory) / STOP_FILE).touch()
+
+
+def sweep_stopped(directory: str | Path) -> bool:
+    return (Path(directory) / STOP_FILE).exists()
 
 
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -43,20 +85,44 @@ class SweepReport(Callback):
     """Prints how many jobs completed now, earlier (skipped) or failed, and why each failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global sweep_dir
+        global sweep_dir, interrupted
         self.started = time.time()
         failed_jobs.clear()
         sweep_dir = str(config.hydra.sweep.dir)
+        interrupted = False
+        Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)  # left by an earlier, stopped run
+        self.previous_handler = None
+        if jobs_in_other_processes(config):
+            os.environ[LAUNCHER_PID] = str(os.getpid())
+            self.previous_handler = signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        """The first Ctrl-C of a parallel sweep (the workers have it too)."""
+        stop_sweep(sweep_dir)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "Stopping the sweep: its running jobs save their progress and no new job starts; "
+            "press Ctrl-C again to stop at once.",
+            file=sys.stderr,
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global interrupted
+        if self.previous_handler is not None:
+            signal.signal(signal.SIGINT, self.previous_handler)
+        interrupted = sweep_stopped(sweep_dir)
+        Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)
         jobs = sweep_jobs(Path(config.hydra.sweep.dir))
         done = [j for j in jobs if j.get("status") == "completed"]
         earlier = [j for j in done if j.get("finished_at", 0) < getattr(self, "started", 0)]
-        failed = [j for j in jobs if j.get("status") != "completed"]
+        stopped = [j for j in jobs if j.get("status") == "interrupted"]
+        failed = [j for j in jobs if j.get("status") not in ("completed", "interrupted")]
         failed_jobs.extend((j["job_dir"], j.get("error", j.get("status", "?"))) for j in failed)
         print(
             f"Sweep {config.hydra.sweep.dir}: {len(done) - len(earlier)} completed, "
-            f"{len(failed)} failed, {len(earlier)} skipped (completed earlier).",
+            f"{len(failed)} failed, "
+            + (f"{len(stopped)} interrupted, " if stopped else "")
+            + f"{len(earlier)} skipped (completed earlier).",
             file=sys.stderr,
         )
         for job_dir, reason in failed_jobs:

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -45,6 +46,7 @@ from fashion_lab.errors import (
     check_types,
     command,
     is_rank_zero,
+    log_to_file,
     say_error,
 )
 from fashion_lab.hardware import resolve_devices
@@ -651,6 +653,10 @@ def _summary(results: Mapping[str, Any], cfg: DictConfig) -> str:
 def run(cfg: DictConfig) -> float | None:
     """Hydra's task function: returns val/acc_best (for sweepers), records failures."""
     sweeping = _sweeping()
+    worker = sweeping and sweep.in_worker()
+    if worker and sweep.sweep_stopped(HydraConfig.get().sweep.dir):
+        log.info(f"Not starting {cfg.paths.output_dir}: the sweep was stopped (Ctrl-C).")
+        return None
     previous = read_results(Path(cfg.paths.output_dir))
     if sweeping and previous is not None and previous.get("status") == "completed":
         log.info(f"Skipping {cfg.paths.output_dir}: completed by an earlier run of this sweep.")
@@ -659,9 +665,15 @@ def run(cfg: DictConfig) -> float | None:
         from rich.console import Console
 
         Console(stderr=True).print(config_tree(cfg))
+    if worker:  # the terminal's Ctrl-C reaches the workers too: their jobs stop as runs do
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         results = train(cfg)
     except RunInterrupted as e:
+        if worker:  # the launching process waits for the other jobs, then says how to go on
+            sweep.stop_sweep(HydraConfig.get().sweep.dir)
+            log_to_file(str(e), log)
+            return None
         say_error(str(e), log)
         sys.exit(130)  # the shell's code for Ctrl-C; in a sweep, it stops the sweep
     except UserError as e:
@@ -674,6 +686,9 @@ def run(cfg: DictConfig) -> float | None:
             raise
         log.error(f"Job failed with {type(e).__name__}: {e}\n{traceback.format_exc()}")
         return None
+    finally:
+        if worker:  # a Ctrl-C while it waits for its next job would kill the worker
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     if is_rank_zero():  # once, not once per process
         log.info(_summary(results, cfg))
     return results.get("val_acc_best")
@@ -699,6 +714,10 @@ def main() -> None:
     try:
         run()
     except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
+        interrupted = True
+    else:
+        interrupted = sweep.interrupted  # a parallel sweep's jobs stopped and returned
+    if interrupted:
         again = (
             f"run the same command again with hydra.sweep.dir={sweep.sweep_dir} to skip the "
             "completed jobs and continue the others from their last checkpoints"

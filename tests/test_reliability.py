@@ -37,10 +37,12 @@ def slow_enough_data(tmp_path) -> Path:
 
 
 def _signal_after_a_checkpoint(
-    args: list[str], checkpoints: str, root: Path, signum: int
+    args: list[str], checkpoints: str, root: Path, signum: int, *, group: int = 0
 ) -> tuple[int, str]:
     """Run `python -m fashion_lab ARGS`, send it `signum` soon after a last checkpoint matching
-    `root/checkpoints` (a glob) appears, and wait for it: its exit code and stderr."""
+    `root/checkpoints` (a glob) appears, and wait for it: its exit code and stderr. With
+    `group`, the command runs in a process group of its own, which gets the signal (as a
+    terminal's Ctrl-C reaches a command's every process) once `group` checkpoints match."""
     stderr_path = root / "stderr.txt"
     root.mkdir(parents=True, exist_ok=True)
     with stderr_path.open("w") as stderr:
@@ -49,15 +51,21 @@ def _signal_after_a_checkpoint(
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=bool(group),
+            # a command started in the background of a script ignores SIGINT; a terminal's not
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 120
-        while not list(root.glob(checkpoints)):
+        while len(list(root.glob(checkpoints))) < max(group, 1):
             assert process.poll() is None, "the run ended before the signal"
             assert time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(0.3)
         assert process.poll() is None, "the run ended before the signal"
-        process.send_signal(signum)
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         process.wait(timeout=120)
     return process.returncode, stderr_path.read_text()
 
@@ -158,14 +166,15 @@ def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_eno
     assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
-def test_ctrl_c_stops_parallel_jobs_with_the_command_that_continues_them(
+def test_ctrl_c_stops_parallel_jobs_which_keep_their_progress_and_start_no_other(
     slow_enough_data, tmp_path
 ):
+    # joblib killed the workers at Ctrl-C, so a job could die before recording how far it got
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
-    args += [f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=parallel"]
+    args = ["-m", "seed=0,1,2", *tiny_overrides(slow_enough_data, tmp_path)]
+    args += ["trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=parallel"]
     code, stderr = _signal_after_a_checkpoint(
-        args, "sweep/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
+        args, "sweep/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT, group=2
     )
     assert code == 130, stderr[-2000:]
     assert "Traceback" not in stderr
@@ -173,9 +182,17 @@ def test_ctrl_c_stops_parallel_jobs_with_the_command_that_continues_them(
         f"Interrupted; run the same command again with hydra.sweep.dir={sweep_dir} to skip the "
         "completed jobs and continue the others from their last checkpoints."
     )
+    assert stderr.count("Interrupted;") == 1, stderr[-2000:]
+    assert "0 completed, 0 failed, 2 interrupted, 0 skipped" in stderr, stderr[-2000:]
+    running = [job for n in (0, 1) for job in sweep_dir.glob(f"{n}_*")]
+    assert [_results(job)["status"] for job in running] == ["interrupted", "interrupted"]
+    assert not list(sweep_dir.glob("2_*/results.json")), "no job starts after Ctrl-C"
+    assert not (sweep_dir / ".interrupted").exists()
+
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "2 completed, 0 failed" in again.stderr
+    assert "3 completed, 0 failed, 0 skipped" in again.stderr, again.stderr[-2000:]
+    assert [_results(job)["epochs"] for job in sorted(sweep_dir.glob("[0-9]_*"))] == [3, 3, 3]
 
 
 def test_the_parallel_launchers_helper_adds_no_warning_below_the_last_line():
