@@ -182,9 +182,41 @@ def check_composes(overrides: list[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=_one_job(overrides), return_hydra_config=True)
+            cfg = compose("config", overrides=_one_job(overrides), return_hydra_config=True)
     except COMPOSE_ERRORS as e:
         raise composition_error(e, overrides) from None
+    _check_search_space(cfg)
+
+
+def _check_search_space(cfg: DictConfig) -> None:
+    """The sweeper's search space (`hydra.sweeper.params`, as hparams_search sets it) searches
+    keys the config has: Hydra would fail at the first trial with a stack of messages.
+
+    Raises:
+        UserError: a searched key the composed config does not have.
+    """
+    absent = object()
+    for key in OmegaConf.select(cfg, "hydra.sweeper.params") or {}:
+        if key.startswith(("+", "~", "hydra.")):
+            continue
+        if OmegaConf.select(cfg, key, default=absent) is not absent:
+            continue
+        group, _, option = key.partition(".")
+        choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}")
+        having = [
+            f"{group}={name}"
+            for name in group_options(group)
+            if option in OmegaConf.load(CONFIG_DIR / group / f"{name}.yaml")
+        ]
+        raise UserError(
+            f"The sweeper searches {key} (hydra.sweeper.params), which the config"
+            f"{f' with {group}={choice}' if choice else ''} does not have; "
+            + (
+                f"choose one that has it: {', '.join(having)}."
+                if having
+                else "remove it from the search."
+            )
+        )
 
 
 def _one_job(overrides: list[str]) -> list[str]:

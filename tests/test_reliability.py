@@ -341,6 +341,11 @@ CLI_ERRORS = [
         "converted to Integer); fix it and run again.",
     ),
     (["-m", "hydra.launcher.n_jobs=2"], "Unknown config key hydra.launcher.n_jobs"),
+    (  # Hydra failed at the first trial: "Could not override 'model.dilations'" and a stack
+        ["-m", "hparams_search=optuna", "model=cnn"],
+        "The sweeper searches model.dilations (hydra.sweeper.params), which the config with "
+        "model=cnn does not have; choose one that has it: model=dilated_degrid, model=dilated_hdc",
+    ),
     (
         ["paths.log_dir=/proc/no/such"],
         "Cannot write the outputs to /proc/no/such (No such file or directory); set "
