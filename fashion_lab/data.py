@@ -63,7 +63,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def _remedy(path: Path) -> str:
     if str(path).startswith(SYSTEM_DIR):
         return "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`"
-    return "delete it and run again to download a fresh copy"
+    return "delete it and run again (with data.download=true) to download a fresh copy"
 
 
 def read_idx(path: str | os.PathLike, *, ndim: int, md5: str | None = None) -> torch.Tensor:
@@ -97,7 +97,7 @@ def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, str]:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist; run again to download it.") from None
+        raise DataError(f"{path} does not exist; run again (with data.download=true) to download it.") from None
     except PermissionError:
         raise DataError(
             f"{path} cannot be read (permission denied); fix its permissions."
