@@ -97,7 +97,9 @@ def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, str]:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist; run again (with data.download=true) to download it.") from None
+        raise DataError(
+            f"{path} does not exist; run again (with data.download=true) to download it."
+        ) from None
     except PermissionError:
         raise DataError(
             f"{path} cannot be read (permission denied); fix its permissions."

@@ -3,16 +3,18 @@
 Registered as a Hydra callback (conf/hydra/default.yaml), so it runs in the launching process
 whichever launcher ran the jobs (in-process, joblib workers, submitit/SLURM).
 
-Ctrl-C in a sweep whose jobs run in worker processes (hydra/launcher=parallel) reaches the
-launching process and every worker (the terminal signals them all). Hydra's joblib launcher
-would then kill the workers at once, perhaps before their jobs recorded how far they got. So
-the launching process does not stop there: it writes STOP_FILE, so that no new job starts, and
-waits for the running jobs, which save their progress and return; the sweep then ends as
-interrupted. A second Ctrl-C stops at once.
+Ctrl-C in a sweep whose jobs run in worker processes (hydra/launcher=parallel, or
+submitit_local) reaches the launching process and every worker (the terminal signals them all).
+Hydra's joblib launcher would then kill the workers at once, perhaps before their jobs recorded
+how far they got; submitit's local job controllers would print their tracebacks and kill their
+jobs a second later. So the launching process does not stop there: it writes STOP_FILE, so that
+no new job starts, and waits for the running jobs, which save their progress and return (the
+controllers ignore Ctrl-C); the sweep then ends as interrupted. A second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -46,13 +48,38 @@ def in_worker() -> bool:
 
 
 def jobs_in_other_processes(config: DictConfig) -> bool:
-    """Whether the configured launcher runs the jobs in worker processes (joblib, n_jobs > 1)."""
+    """Whether the configured launcher runs the jobs in other processes on this machine (joblib
+    with n_jobs > 1, submitit_local)."""
     launcher = config.hydra.launcher
-    if not str(launcher.get("_target_")).endswith("JoblibLauncher"):
+    target = str(launcher.get("_target_"))
+    if target.endswith("submitit_launcher.LocalLauncher"):
+        return True
+    if not target.endswith("JoblibLauncher"):
         return False
     from joblib import effective_n_jobs
 
     return effective_n_jobs(launcher.get("n_jobs")) > 1
+
+
+def _controllers_ignore_ctrl_c() -> None:
+    """Have submitit start its local job controllers with Ctrl-C ignored (an ignored signal
+    stays ignored in the programs a process starts); the jobs they run take it back (`run`)."""
+    from submitit.local import local
+
+    start = local.start_controller
+    if getattr(start, "ignores_ctrl_c", False):
+        return
+
+    @functools.wraps(start)
+    def start_controller(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return start(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    start_controller.ignores_ctrl_c = True
+    local.start_controller = start_controller
 
 
 def stop_sweep(directory: str | Path) -> None:
@@ -95,6 +122,8 @@ class SweepReport(Callback):
         if jobs_in_other_processes(config):
             os.environ[LAUNCHER_PID] = str(os.getpid())
             self.previous_handler = signal.signal(signal.SIGINT, self._stop)
+            if str(config.hydra.launcher._target_).endswith("LocalLauncher"):
+                _controllers_ignore_ctrl_c()
 
     def _stop(self, signum: int, frame: Any) -> None:
         """The first Ctrl-C of a parallel sweep (the workers have it too)."""

@@ -166,13 +166,20 @@ def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_eno
     assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
-def test_ctrl_c_stops_parallel_jobs_which_keep_their_progress_and_start_no_other(
-    slow_enough_data, tmp_path
+@pytest.mark.parametrize(
+    ("launcher", "jobs"),
+    # parallel runs 2 at once, submitit_local all; the latter with the slow tests in CI (~25 s)
+    [("parallel", 3), pytest.param("submitit_local", 2, marks=pytest.mark.slow)],
+)
+def test_ctrl_c_stops_jobs_in_other_processes_which_keep_their_progress(
+    launcher, jobs, slow_enough_data, tmp_path
 ):
-    # joblib killed the workers at Ctrl-C, so a job could die before recording how far it got
+    # joblib killed the workers at Ctrl-C, so a job could die before recording how far it got;
+    # submitit's controllers printed tracebacks below the last line and killed their jobs
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=0,1,2", *tiny_overrides(slow_enough_data, tmp_path)]
-    args += ["trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=parallel"]
+    seeds = ",".join(map(str, range(jobs)))
+    args = ["-m", f"seed={seeds}", *tiny_overrides(slow_enough_data, tmp_path)]
+    args += ["trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}", f"hydra/launcher={launcher}"]
     code, stderr = _signal_after_a_checkpoint(
         args, "sweep/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT, group=2
     )
@@ -191,8 +198,8 @@ def test_ctrl_c_stops_parallel_jobs_which_keep_their_progress_and_start_no_other
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "3 completed, 0 failed, 0 skipped" in again.stderr, again.stderr[-2000:]
-    assert [_results(job)["epochs"] for job in sorted(sweep_dir.glob("[0-9]_*"))] == [3, 3, 3]
+    assert f"{jobs} completed, 0 failed, 0 skipped" in again.stderr, again.stderr[-2000:]
+    assert [_results(job)["epochs"] for job in sorted(sweep_dir.glob("[0-9]_*"))] == [3] * jobs
 
 
 def test_the_parallel_launchers_helper_adds_no_warning_below_the_last_line():

@@ -15,6 +15,9 @@ from conftest import run_cli, tiny_overrides
 from fashion_lab.compare import compare, group_runs, leaderboard, load_runs, plot_val_curves
 from fashion_lab.errors import UserError
 
+# each variant costs ~10 s of the default suite's 10 minutes; CI runs them with the slow tests
+SUBMITIT_LOCAL = pytest.param("submitit_local", marks=pytest.mark.slow)
+
 
 def _jobs(sweep_dir: Path) -> dict[str, dict]:
     return {
@@ -192,7 +195,7 @@ def _two_model_sweep(launcher: str, tiny_data, tmp_path, *extra: str):
     )
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["basic", "parallel", SUBMITIT_LOCAL])
 def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     launcher, tiny_data, tmp_path
 ):
@@ -215,7 +218,7 @@ def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     assert str(sweep_dir) in done.stderr
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["parallel", SUBMITIT_LOCAL])
 def test_launchers_run_every_job_and_report_in_the_launching_process(launcher, tiny_data, tmp_path):
     sweep_dir = tmp_path / "sweep"
     done = _two_model_sweep(launcher, tiny_data, tmp_path, f"hydra.sweep.dir={sweep_dir}")
