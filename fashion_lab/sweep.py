@@ -50,15 +50,18 @@ def in_worker() -> bool:
 def jobs_in_other_processes(config: DictConfig) -> bool:
     """Whether the configured launcher runs the jobs in other processes on this machine (joblib
     with n_jobs > 1, submitit_local)."""
-    launcher = config.hydra.launcher
-    target = str(launcher.get("_target_"))
-    if target.endswith("submitit_launcher.LocalLauncher"):
+    if _submitit_local(config):
         return True
-    if not target.endswith("JoblibLauncher"):
+    launcher = config.hydra.launcher
+    if not str(launcher.get("_target_")).endswith("JoblibLauncher"):
         return False
     from joblib import effective_n_jobs
 
     return effective_n_jobs(launcher.get("n_jobs")) > 1
+
+
+def _submitit_local(config: DictConfig) -> bool:
+    return str(config.hydra.launcher.get("_target_")).endswith("submitit_launcher.LocalLauncher")
 
 
 def _controllers_ignore_ctrl_c() -> None:
@@ -91,6 +94,10 @@ def sweep_stopped(directory: str | Path) -> bool:
     return (Path(directory) / STOP_FILE).exists()
 
 
+def clear_stop(directory: str | Path) -> None:
+    (Path(directory) / STOP_FILE).unlink(missing_ok=True)
+
+
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     """The results.json of every job directory directly under a sweep directory."""
     jobs = []
@@ -117,12 +124,12 @@ class SweepReport(Callback):
         failed_jobs.clear()
         sweep_dir = str(config.hydra.sweep.dir)
         interrupted = False
-        Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)  # left by an earlier, stopped run
+        clear_stop(sweep_dir)  # left by an earlier, stopped run
         self.previous_handler = None
         if jobs_in_other_processes(config):
             os.environ[LAUNCHER_PID] = str(os.getpid())
             self.previous_handler = signal.signal(signal.SIGINT, self._stop)
-            if str(config.hydra.launcher._target_).endswith("LocalLauncher"):
+            if _submitit_local(config):
                 _controllers_ignore_ctrl_c()
 
     def _stop(self, signum: int, frame: Any) -> None:
@@ -140,7 +147,7 @@ class SweepReport(Callback):
         if self.previous_handler is not None:
             signal.signal(signal.SIGINT, self.previous_handler)
         interrupted = sweep_stopped(sweep_dir)
-        Path(sweep_dir, STOP_FILE).unlink(missing_ok=True)
+        clear_stop(sweep_dir)
         jobs = sweep_jobs(Path(config.hydra.sweep.dir))
         done = [j for j in jobs if j.get("status") == "completed"]
         earlier = [j for j in done if j.get("finished_at", 0) < getattr(self, "started", 0)]
