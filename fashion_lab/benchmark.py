@@ -26,22 +26,15 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from fashion_lab.callbacks import RunRecorder
-from fashion_lab.config import REPO_ROOT, check_group_choices, compose_config
+from fashion_lab import build, schema
+from fashion_lab.callbacks import EpochSeeder, RunRecorder
+from fashion_lab.config import REPO_ROOT, compose_config, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError, command
-from fashion_lab.hardware import resolve_devices
-from fashion_lab.train import (
-    build_datamodule,
-    build_model,
-    build_module,
-    build_trainer,
-    seed_run,
-    steps_per_call,
-)
 
 KERAS_PEER = REPO_ROOT.parent / "shared" / "peers" / "keras_seed_cnn.py"
 
@@ -66,11 +59,15 @@ def steady(values: list[float]) -> list[float]:
 
 def framework_path(cfg: DictConfig) -> dict[str, Any]:
     """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
-    seeding = seed_run(cfg)  # as a training run is: the same seed, the same accuracy
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, build_model(cfg))
+    run = build.settings(cfg)
     recorder = RunRecorder()
-    trainer = build_trainer(cfg, [recorder, *seeding])
+    callbacks = [recorder]
+    if cfg.seed is not None:  # as a training run is: the same seed, the same accuracy
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        callbacks.append(EpochSeeder(cfg.seed))
+    datamodule = build.datamodule(cfg, run.steps_per_call)
+    module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
+    trainer = build.trainer(cfg, run, callbacks)
     trainer.fit(module, datamodule=datamodule)
     epochs = [h["epoch_s"] for h in recorder.history]
     per_epoch_images = recorder.train_images // len(recorder.train_seconds_per_epoch)
@@ -99,18 +96,18 @@ def hand_loop(
     `precision` is Lightning's name of the framework run's ("bf16-mixed": autocast; "64-true":
     weights and inputs in that dtype).
     """
-    options = resolve_devices(dict(cfg.trainer))
-    device = torch.device("cuda" if options["accelerator"] == "gpu" else "cpu")
+    run = build.settings(cfg)
+    device = torch.device("cuda" if run.accelerator == "gpu" else "cpu")
     kind, _, mode = precision.partition("-")
     dtype = DTYPES[kind]
     autocast = torch.autocast(device.type, dtype=dtype) if mode == "mixed" else nullcontext()
     weights = dtype if mode == "true" else torch.float32
     torch.manual_seed(cfg.seed or 0)
-    net = build_model(cfg).to(device, weights)
-    channels_last = cfg.model.get("channels_last", False)
+    net = build.network(cfg.model).to(device, weights)
+    channels_last = cfg.module.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    optimizer = build_module(cfg, net).optimizer_factory(params=net.parameters())
+    optimizer = build.instantiate(cfg.optimizer, "optimizer")(params=net.parameters())
     x_train, y_train = (t.to(device) for t in datamodule.split("train"))
     x_val, y_val = (t.to(device) for t in datamodule.split("val"))
     mean, std, batch = datamodule.mean, datamodule.std, datamodule.batch_size
@@ -265,8 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             "trainer.enable_model_summary=false",
             *args.overrides,
         ]
-        check_group_choices(overrides)
-        cfg = compose_config(overrides, Path(tmp) / "run0")
+        cfg = schema.check(compose_config(overrides, Path(tmp) / "run0"))
         profiler = cProfile.Profile() if args.profile else None
         pairs, datamodule, framework_rss, precision = [], None, 0.0, ""
         for repeat in range(args.repeats):
@@ -284,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                     precision = pair[path]["precision"]
                 else:  # after the first framework run, which says the precision
                     if datamodule is None:
-                        datamodule = build_datamodule(cfg)
+                        datamodule = build.datamodule(cfg)
                         datamodule.setup()
                     pair[path] = hand_loop(cfg, datamodule, args.epochs, precision)
             pairs.append(pair)
@@ -293,9 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     ratios = [p["framework"]["images_per_s"] / p["hand_loop"]["images_per_s"] for p in pairs]
     median = pairs[ratios.index(statistics.median_low(ratios))]
     report: dict[str, Any] = {
-        "model": cfg.model.name,
+        "model": cfg.model_name,
         "batch_size": cfg.data.batch_size,
-        "steps_per_call": steps_per_call(cfg),
+        "steps_per_call": build.settings(cfg).steps_per_call,
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

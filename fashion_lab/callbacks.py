@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -158,3 +159,25 @@ class StepProgressBar(RichProgressBar):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         done = min((batch_idx + 1) * self._steps_per_call(), self.total_train_batches)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)
+
+
+class ConfigPrinter(pl.Callback):
+    """Prints the run's config (a rich Tree) once its objects are set up, the optimizer and
+    schedule included, so that an error in any of them is the run's whole output."""
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+        self.printed = False
+
+    def _print(self, trainer: pl.Trainer) -> None:
+        if not self.printed and trainer.is_global_zero:
+            from rich.console import Console
+
+            Console(stderr=True).print(self.tree)
+        self.printed = True
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._print(trainer)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._print(trainer)

@@ -9,8 +9,6 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from fashion_lab.errors import UserError
 
@@ -141,38 +139,3 @@ def resolve_checkpoint(
             path = path / prefer if (path / prefer).is_file() else path / LAST
     load_checkpoint(path)
     return path
-
-
-def restore_network(path: str | os.PathLike) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
-    """The trained network of a checkpoint, rebuilt from the config saved in it.
-
-    Returns:
-        The network (eval mode, CPU), the run's config, and the whole checkpoint.
-
-    Raises:
-        UserError: not a fashion_lab checkpoint, or one whose weights do not fit its config.
-    """
-    from fashion_lab.train import build_model
-
-    checkpoint = load_checkpoint(path)
-    config = checkpoint.get("fashion_lab_config")
-    if not isinstance(config, dict):
-        raise UserError(
-            f"{path} holds no fashion_lab config (it was not written by fashion_lab); point "
-            "ckpt_path at a checkpoint of a fashion_lab run."
-        )
-    cfg = OmegaConf.create(config)
-    net = build_model(cfg)
-    state = {
-        key.removeprefix("net.").replace("_orig_mod.", ""): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith("net.")
-    }
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise UserError(
-            f"The weights in {path} do not fit the model its config describes "
-            f"({str(e).splitlines()[0]}); the checkpoint is damaged or from another version."
-        ) from None
-    return net.eval(), cfg, checkpoint

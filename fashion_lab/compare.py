@@ -103,12 +103,11 @@ def architecture(run: dict[str, Any]) -> dict[str, int] | None:
     config in its `.hydra/` folder (None when that is missing or no longer builds)."""
     from omegaconf import OmegaConf
 
-    from fashion_lab import receptive
-    from fashion_lab.train import build_model
+    from fashion_lab import build, receptive
 
     path = Path(run["run_dir"], ".hydra", "config.yaml")
     try:
-        return receptive.summary(build_model(OmegaConf.load(path)))
+        return receptive.summary(build.network(OmegaConf.load(path).model))
     except Exception:  # an old or foreign run: its row shows "-"
         return None
 
@@ -125,7 +124,7 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
     """One row per group, best mean test accuracy first; a test accuracy over part of the
     test split says so."""
-    from fashion_lab.train import partial_test
+    from fashion_lab.results import partial_test
 
     rows = []
     for name, runs in groups.items():

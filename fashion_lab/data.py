@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytorch_lightning as pl
 import torch
 
-from fashion_lab.errors import DataError, UserError, check_types
+from fashion_lab.errors import DataError, UserError
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -42,6 +42,9 @@ CLASS_NAMES = (
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 """Where Debian's `dataset-fashion-mnist` package puts the four files."""
 
+KERAS_DIR = "~/.keras/datasets/fashion-mnist"
+"""Where `keras.datasets.fashion_mnist.load_data()` caches them."""
+
 MIRRORS = (
     "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
@@ -58,6 +61,7 @@ FILES = {
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 INSTALL_HINT = "apt-get install dataset-fashion-mnist"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _remedy(path: Path) -> str:
@@ -92,10 +96,13 @@ def _check_md5(path: Path, digest: str, md5: str) -> None:
 
 
 def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, str]:
-    """The file's tensor, structure checked, and the MD5 of its uncompressed bytes."""
+    """The file's tensor, structure checked, and the MD5 of its uncompressed bytes (a gzipped
+    file is decompressed; an extracted one is read as it is)."""
     try:
-        with gzip.open(path, "rb") as f:
+        with open(path, "rb") as f:
             raw = f.read()
+        if raw[:2] == GZIP_MAGIC:
+            raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(
             f"{path} does not exist; run again (with data.download=true) to download it."
@@ -130,8 +137,8 @@ def load_split(
     """Load `train` or `test` as (images uint8 [N, 1, 28, 28], labels int64 [N])."""
     directory = Path(directory)
     prefix = SPLIT_PREFIX[split]
-    image_file = directory / f"{prefix}-images-idx3-ubyte.gz"
-    label_file = directory / f"{prefix}-labels-idx1-ubyte.gz"
+    image_file = data_file(directory, f"{prefix}-images-idx3-ubyte.gz")
+    label_file = data_file(directory, f"{prefix}-labels-idx1-ubyte.gz")
     images, image_md5 = _read_idx(image_file, 3)
     labels, label_md5 = _read_idx(label_file, 1)
     if images.shape[1:] != (28, 28):
@@ -145,16 +152,30 @@ def load_split(
             f"labels; {_remedy(image_file)}."
         )
     if verify_checksums:
-        _check_md5(image_file, image_md5, FILES[image_file.name])
-        _check_md5(label_file, label_md5, FILES[label_file.name])
+        _check_md5(image_file, image_md5, FILES[f"{prefix}-images-idx3-ubyte.gz"])
+        _check_md5(label_file, label_md5, FILES[f"{prefix}-labels-idx1-ubyte.gz"])
     if len(labels) and int(labels.max()) >= len(CLASS_NAMES):
         raise DataError(f"{label_file} holds labels above 9; {_remedy(label_file)}.")
     return images.unsqueeze(1), labels.long()
 
 
+def data_file(directory: Path, name: str) -> Path:
+    """`directory/name` (a `.gz` file), or the file extracted from it, which torchvision
+    leaves beside it (or alone) in `FashionMNIST/raw/`."""
+    packed = directory / name
+    extracted = directory / name.removesuffix(".gz")
+    return extracted if not packed.is_file() and extracted.is_file() else packed
+
+
+def layouts(directory: Path) -> list[Path]:
+    """Where the four files may lie under a data directory: in it, or in torchvision's
+    `FashionMNIST/raw/` inside it."""
+    return [directory, directory / "FashionMNIST" / "raw"]
+
+
 def _complete(directory: Path) -> bool:
     try:
-        return all((directory / name).is_file() for name in FILES)
+        return all(data_file(directory, name).is_file() for name in FILES)
     except PermissionError:
         raise DataError(
             f"The data directory {directory} cannot be read (permission denied); fix its "
@@ -224,17 +245,19 @@ def locate(
     root: str | os.PathLike,
     *,
     system_dir: str | os.PathLike | None = SYSTEM_DIR,
+    keras_dir: str | os.PathLike | None = KERAS_DIR,
     mirrors: Sequence[str] = MIRRORS,
     allow_download: bool = True,
 ) -> Path:
-    """Return the directory holding the four files: `root`, else `system_dir`, else download.
+    """Return the directory holding the four files (`.gz` or extracted, each directory also
+    in torchvision's layout): `root`, else `system_dir`, else `keras_dir`, else download.
 
     Raises:
-        DataError: the files are in neither place and cannot be downloaded.
+        DataError: the files are in none of them and cannot be downloaded.
     """
-    root = Path(root)
-    places = [root, *([Path(system_dir)] if system_dir else [])]
-    for directory in places:
+    root = Path(root).expanduser()
+    places = [root, *(Path(d).expanduser() for d in (system_dir, keras_dir) if d)]
+    for directory in (layout for place in places for layout in layouts(place)):
         if _complete(directory):
             return directory
     if not allow_download:
@@ -356,20 +379,6 @@ class Augmentation:
     hflip: float = 0.0
     erasing: float = 0.0
 
-    def __post_init__(self) -> None:
-        check_types(Augmentation, vars(self), "data.augment")
-        if self.crop_padding < 0:
-            raise UserError(
-                f"data.augment.crop_padding must be 0 or more pixels, got {self.crop_padding}; "
-                "fix the override."
-            )
-        for name in ("hflip", "erasing"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise UserError(
-                    f"data.augment.{name} is a probability from 0 to 1, got "
-                    f"{getattr(self, name)}; fix the override."
-                )
-
     @property
     def active(self) -> bool:
         return self.crop_padding > 0 or self.hflip > 0 or self.erasing > 0
@@ -418,6 +427,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     Args:
         root: where the files are looked for first, and downloaded to.
         system_dir: looked in second (Debian's `dataset-fashion-mnist`); None to skip.
+        keras_dir: looked in third (Keras's cache); None to skip.
         mirrors: https base URLs tried in order when the files must be downloaded.
         download: allow downloading.
         verify_checksums: check each file's MD5 (off only for synthetic test data).
@@ -439,6 +449,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         root: str,
         *,
         system_dir: str | None = SYSTEM_DIR,
+        keras_dir: str | None = KERAS_DIR,
         mirrors: Sequence[str] = MIRRORS,
         download: bool = True,
         verify_checksums: bool = True,
@@ -454,6 +465,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = root
         self.system_dir = system_dir
+        self.keras_dir = keras_dir
         self.mirrors = (mirrors,) if isinstance(mirrors, str) else tuple(mirrors)  # one URL
         self.download = download
         self.verify_checksums = verify_checksums
@@ -473,20 +485,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.std: float | None = None
         self.data_dir: Path | None = None
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for name, value in (
-            ("data.batch_size", batch_size),
-            ("data.eval_batch_size", eval_batch_size),
-            ("module.steps_per_call", steps_per_call),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise UserError(
-                    f"{name} must be a positive integer, got {value!r}; fix the override."
-                )
 
     def prepare_data(self) -> None:
         self.data_dir = locate(
             self.root,
             system_dir=self.system_dir,
+            keras_dir=self.keras_dir,
             mirrors=self.mirrors,
             allow_download=self.download,
         )

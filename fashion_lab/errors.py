@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import sys
@@ -55,6 +54,39 @@ def log_to_file(message: str, logger: logging.Logger | None = None) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+DETAIL_LINES = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
+"""Lines of OmegaConf's and Hydra's messages that locate an error for a developer."""
+
+
+def one_sentence(error: BaseException) -> str:
+    """Hydra's or OmegaConf's message for `error` (and its cause) as one line, its hints kept:
+    "Available options in 'model':" followed by the options, without the config search path
+    or the location details."""
+    parts: list[str] = []
+    listing = False
+    for err in (error, error.__cause__):
+        if err is None or (parts and str(err).strip() in " ".join(parts)):
+            continue
+        for line in str(err).splitlines():
+            text = line.strip()
+            if text.startswith("Config search path"):
+                break
+            if not text or text.startswith(DETAIL_LINES):
+                continue
+            if listing and line[:1].isspace():  # an option under "Available options in ..."
+                parts[-1] += (" " if parts[-1].endswith(":") else ", ") + text
+                continue
+            listing = text.endswith(":")
+            parts.append(text)
+    sentence = " ".join(p if p.endswith((".", ":", "?")) else f"{p};" for p in parts).rstrip(";")
+    return sentence or type(error).__name__
+
+
+def user_wants_tracebacks() -> bool:
+    """HYDRA_FULL_ERROR=1: a developer asked for Hydra's full stack traces."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 def command(main: Callable[..., None]) -> Callable[..., None]:
@@ -114,16 +146,6 @@ def _describe(hint: Any) -> str:
         return ", ".join(dict.fromkeys(str(v) for v in typing.get_args(hint)))
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(hint, "")
-
-
-def named_options(target: Callable) -> set[str]:
-    """The options `target` takes by name (not what its *args or **kwargs collect); empty when
-    its signature cannot be read."""
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return set()
-    return {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:

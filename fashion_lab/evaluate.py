@@ -15,12 +15,12 @@ import sys
 import matplotlib.pyplot as plt
 import torch
 
-from fashion_lab.config import check_writable
+from fashion_lab import build
+from fashion_lab.config import check_writable, model_name
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import command
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 from fashion_lab.inference import load_trained, parse_args
-from fashion_lab.train import build_datamodule
 
 
 def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
@@ -30,7 +30,7 @@ def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
     check_writable(
         out, "", "copy the run directory to a place you can write to and evaluate it there"
     )
-    data = build_datamodule(trained.cfg)
+    data = build.datamodule(trained.cfg)
     data.setup()
     images, labels = data.split("test")
     probabilities = trained.probabilities(images.float() / 255)
@@ -40,7 +40,7 @@ def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
     per_class = (confusion.diag() / confusion.sum(dim=1).clamp_min(1)).tolist()
     metrics = {
         "checkpoint": str(trained.path),
-        "model": trained.cfg.model.name,
+        "model": model_name(trained.cfg),
         "test_images": len(labels),
         "test_acc": (predictions == labels).float().mean().item(),
         "test_acc_per_class": dict(zip(CLASS_NAMES, per_class, strict=True)),

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 from torch import nn
 
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network, unquote
+from fashion_lab.build import restore_network
+from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
 from fashion_lab.config import REPO_ROOT
 from fashion_lab.data import CLASS_NAMES, FashionMNISTDataModule
 from fashion_lab.errors import UserError

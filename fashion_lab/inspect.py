@@ -27,9 +27,9 @@ import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from fashion_lab import receptive
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, restore_network, unquote
-from fashion_lab.config import REPO_ROOT, check_group_choices, check_writable, compose_config
+from fashion_lab import build, receptive
+from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
+from fashion_lab.config import REPO_ROOT, check_writable, compose_config, model_name
 from fashion_lab.errors import UserError, command
 
 
@@ -109,38 +109,36 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = next(
         (unquote(o.split("=", 1)[1]) for o in args.overrides if o.startswith("ckpt_path=")), None
     )
-    check_group_choices(overrides)
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}; e.g. --images 256.")
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt:
             path = resolve_checkpoint(ckpt, REPO_ROOT / "outputs", prefer=BEST)
-            net, cfg, _ = restore_network(path)
+            net, cfg, _ = build.restore_network(path)
             out = Path(args.out or path.parent.parent / "inspect")
             weights = f"trained weights of {path}"
         else:
-            from fashion_lab.train import build_model
-
             cfg = compose_config(overrides, tmp)
             torch.manual_seed(cfg.seed or 0)
-            net = build_model(cfg).eval()
-            out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / cfg.model.name)
+            net = build.network(cfg.model).eval()
+            out = Path(args.out or REPO_ROOT / "outputs" / "inspect" / model_name(cfg))
             weights = "untrained weights"
         check_writable(out, "--out")  # creates it; said now, before the maps are computed
         rows = receptive.layer_table(net)
         params = sum(p.numel() for p in net.parameters())
-        print(f"{cfg.model.name}: {params:,} parameters")
+        print(f"{model_name(cfg)}: {params:,} parameters")
         print(format_table(rows, params))
         layers = receptive.stage_ends(net)
-        from fashion_lab.train import build_datamodule
-
-        data = build_datamodule(cfg)
+        if not layers:  # a network without spatial convolutions (an MLP) has no maps to draw
+            print(f"{model_name(cfg)} has no convolution wider than 1x1: no receptive-field maps.")
+            return
+        data = build.datamodule(cfg)
         data.setup()
         images = data.split("test")[0][: args.images].float() / 255
         images = (images - data.mean) / data.std
         theory = receptive.theoretical_rf(net, layers)
         effective = receptive.effective_rf(net, layers, images)
-    name = cfg.model.name
+    name = model_name(cfg)
     figures = {
         "theoretical_rf.png": maps_figure(
             theory,

@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from fashion_lab.adapters import count_stepped_batches, has_trainer
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import UserError
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
@@ -65,15 +66,30 @@ def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
     """
     name = getattr(getattr(factory, "func", factory), "__name__", group)
     try:
+        if "optimizer" in kwargs:  # a schedule: its first steps, on a stand-in optimizer
+            _first_steps(factory, **kwargs)
         return factory(**kwargs)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{name} refused its options ({e}); fix the {group}.* overrides.") from None
-    except ZeroDivisionError:
-        # OneCycleLR, when its warm-up (pct_start x the run's steps) is exactly one step
+    except (ValueError, TypeError, ArithmeticError) as e:
+        if not isinstance(e, ZeroDivisionError):
+            raise UserError(
+                f"{name} refused its options ({e}); fix the {group}.* overrides."
+            ) from None
+        # OneCycleLR with a one-step warm-up, CosineAnnealingLR with T_max=0
         raise UserError(
             f"{name} cannot divide this run's optimizer steps into its phases; train for a few "
-            f"more steps, or change the {group}.* overrides (e.g. {group}.pct_start)."
+            f"more steps, or change the {group}.* overrides (e.g. {group}.pct_start, "
+            f"{group}.T_max)."
         ) from None
+
+
+def _first_steps(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, **kwargs) -> None:
+    """Build the schedule over a stand-in for `optimizer` and step it twice, so that a length it
+    cannot use fails here, before training, rather than at the run's first step."""
+    stand_in = type(optimizer)([torch.zeros(1, requires_grad=True)], **optimizer.defaults)
+    schedule = factory(**(kwargs | {"optimizer": stand_in}))
+    for _ in range(2):
+        stand_in.step()
+        schedule.step()
 
 
 class LitClassifier(pl.LightningModule):
@@ -95,6 +111,7 @@ class LitClassifier(pl.LightningModule):
             keep the optimizer step as their x-axis. 1: Lightning's automatic optimization.
         gradient_clip_val, gradient_clip_algorithm: clipping, applied here when
             `steps_per_call` > 1 (otherwise the Trainer applies its own).
+        compiled: `net` is `torch.compile`d (Lightning's summary then runs no example input).
         config: the composed run config, stored in every checkpoint so that a checkpoint
             alone rebuilds its model.
     """
@@ -112,6 +129,7 @@ class LitClassifier(pl.LightningModule):
         steps_per_call: int = 1,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
+        compiled: bool = False,
         config: dict | None = None,
     ) -> None:
         super().__init__()
@@ -130,7 +148,7 @@ class LitClassifier(pl.LightningModule):
         # one image: Lightning's model summary shows each layer's output size and counts the
         # network's FLOPs per image with it (without, it shows 0); a compiled network would be
         # compiled for it first
-        if not isinstance(net, torch._dynamo.eval_frame.OptimizedModule):
+        if not compiled:
             self.example_input_array = torch.zeros(1, 1, 28, 28)
         n = len(self.class_names)
         # Training loss and accuracy are running sums on the device, logged once an epoch: a
@@ -196,7 +214,7 @@ class LitClassifier(pl.LightningModule):
         # for the GPU's queue of work, and even on a CPU a read every step costs a small
         # network several percent; a value shown on another step would be written later under
         # a step it does not belong to. Divergence in between is found from the running sum.
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        every = self.trainer.log_every_n_steps if has_trainer(self) else 0
         if every > 0 and steps_after % every == 0:
             current, running = torch.stack([loss.detach(), self._train_sums[0]]).tolist()
             self._check_divergence(current, running)
@@ -240,9 +258,7 @@ class LitClassifier(pl.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        # Lightning adds one after this call (private state, kept in checkpoints; pinned by
-        # tests/test_steps_per_call.py)
-        self.trainer.fit_loop.epoch_loop._batches_that_stepped += stepped - 1
+        count_stepped_batches(self.trainer, stepped - 1)  # Lightning adds one after this call
         return loss, lr
 
     def _check_divergence(self, current: float | None = None, running: float | None = None):
@@ -264,7 +280,7 @@ class LitClassifier(pl.LightningModule):
             "lower the learning rate (optimizer.lr) or clip gradients "
             "(trainer.gradient_clip_val=1.0)"
         )
-        if self._trainer is not None and self.trainer.precision == "16-true":
+        if has_trainer(self) and self.trainer.precision == "16-true":
             hint = (
                 "float16 weights and optimizer state (trainer.precision=16-true) are too coarse "
                 "for training; use trainer.precision=16-mixed or bf16-mixed"

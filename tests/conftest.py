@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashion_lab.config import compose_config
+from fashion_lab import build
+from fashion_lab.config import compose_config, to_dict
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("FASHION_LAB_REAL_DATA", "/usr/share/datasets/fashion-mnist"))
@@ -117,3 +118,10 @@ requires_real_data = pytest.mark.skipif(
 def compose_run(overrides: list[str], tmp_path: Path):
     """The config a run with these overrides gets, with its output directory in tmp_path."""
     return compose_config(overrides, tmp_path / "run")
+
+
+def build_run(cfg, callbacks=()):
+    """The module, Trainer and DataModule a run of `cfg` trains with (as train.py builds them)."""
+    run = build.settings(cfg)
+    module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
+    return module, build.trainer(cfg, run, callbacks), build.datamodule(cfg, run.steps_per_call)

@@ -11,9 +11,7 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import compose_run, run_cli, tiny_overrides
-
-from fashion_lab.train import build_datamodule, build_model, build_module, build_trainer
+from conftest import build_run, compose_run, run_cli, tiny_overrides
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
@@ -58,10 +56,10 @@ def test_training_steps_read_the_gpu_only_every_log_every_n_steps(
     ]
     cfg = compose_run(overrides, tmp_path)
     counter = SyncCounter()
-    trainer = build_trainer(cfg, [counter])
+    module, trainer, datamodule = build_run(cfg, [counter])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(build_module(cfg, build_model(cfg)), datamodule=build_datamodule(cfg))
+        trainer.fit(module, datamodule=datamodule)
     torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
     assert counter.steps == 64 // steps_per_call and trainer.global_step == 64

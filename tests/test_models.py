@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from fashion_lab.config import CONFIG_DIR
 from fashion_lab.errors import UserError
-from fashion_lab.models import create_model, list_models, model_options
+from fashion_lab.models import create_model, list_models
 from fashion_lab.models.dilated import ConvBNReLU, DilatedNet, as_stages, kernel_span
 
 PRESETS = ["cnn", "dilated_v1", "dilated_v2", "dilated_hdc", "dilated_degrid", "resnet"]
@@ -24,7 +24,7 @@ def test_every_preset_maps_a_batch_to_ten_logits(name):
 def test_python_defaults_match_the_preset_configs(name):
     """`create_model(name)` and `model=name` build the same network."""
     options = {k: v for k, v in OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml").items()}
-    options.pop("name")
+    options.pop("_target_")
     a, b = create_model(name), create_model(name, **options)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
     assert str(a) == str(b)
@@ -104,14 +104,6 @@ def test_registry_lists_and_rejects():
         create_model("resnet9000")
     with pytest.raises(UserError, match="has no option 'depth'"):
         create_model("dilated_v2", depth=3)
-
-
-def test_model_options_include_what_a_builder_passes_on():
-    assert model_options("cnn") == {"dropout", "hidden", "num_classes"}
-    # dilated_v2's builder names only dilations; **kwargs reach DilatedNet's options
-    assert {"dilations", "width", "in_channels", "residual"} <= model_options("dilated_v2")
-    assert "kwargs" not in model_options("dilated_v2")
-    assert model_options("resnet9000") == set()
 
 
 def test_resnet20_has_the_layout_of_he_et_al():

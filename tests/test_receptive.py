@@ -104,11 +104,17 @@ def test_inspect_prints_the_table_and_saves_both_figures(tiny_data, tmp_path):
 def test_inspect_rejects_an_unknown_model_in_one_sentence(tmp_path):
     done = run_cli("model=nope", module="fashion_lab.inspect")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("Error: Unknown model 'nope'")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: In 'config': Could not find 'model/nope'; Available options in 'model': cnn,"
+        )
+    )
 
 
 def test_inspect_rejects_an_unknown_key_in_one_sentence():
     done = run_cli("model.dilations=[1,2]", module="fashion_lab.inspect")  # cnn has none
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: Unknown config key model.dilations; check its spelling")
+    assert last.startswith("Error: Could not override 'model.dilations'. To append to your config")

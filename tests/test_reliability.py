@@ -15,7 +15,6 @@ import torch
 from conftest import REPO, compose_run, run_cli, tiny_overrides, write_dataset
 
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
-from fashion_lab.config import prepare_overrides
 from fashion_lab.errors import UserError, command
 from fashion_lab.inference import parse_args
 from fashion_lab.train import train
@@ -301,74 +300,59 @@ def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
 
 # ---- one sentence for every bad input ---------------------------------------------------------
 
-CLI_ERRORS = [
+COMPOSE_ERRORS = [
     (
         ["model=nope"],
-        "Unknown model 'nope'; choose one of: cnn, dilated_degrid, dilated_hdc, dilated_v1, "
-        "dilated_v2, resnet.",
+        "In 'config': Could not find 'model/nope'; Available options in 'model': cnn, "
+        "dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, resnet",
     ),
-    (["optimizer=nope"], "Unknown optimizer 'nope'; choose one of: adam, adamw, sgd."),
-    (["scheduler=nope"], "Unknown scheduler 'nope'; choose one of: cosine, none, onecycle."),
-    (["logger=[tensorboard,csvv]"], "Unknown logger 'csvv'; choose one of: csv, tensorboard."),
-    (
-        ["callbacks=[default,early_stoping]"],
-        "Unknown callbacks 'early_stoping'; choose one of: default, early_stopping.",
-    ),
-    (["trainer.foo=1"], "Unknown config key trainer.foo"),
-    (["trainer.limit_val_batche=2"], "Unknown config key trainer.limit_val_batche; check"),
-    (
-        ["-m", "trainer.limit_val_batches=2,3"],
-        "trainer.limit_val_batches is an option of Lightning's Trainer that the config does not "
-        "set; write +trainer.limit_val_batches=2,3 to add it.",
-    ),
-    (
-        ["optimizer.amsgrad=true"],
-        "optimizer.amsgrad is an option of torch.optim.Adam that the config does not set; write "
-        "+optimizer.amsgrad=true to add it.",
-    ),
-    (["optimizer.momentum=0.9"], "Unknown config key optimizer.momentum"),  # not Adam's
-    (
-        ["model=dilated_v2", "model.in_channels=1"],
-        "model.in_channels is an option of model 'dilated_v2' that the config does not set; "
-        "write +model.in_channels=1 to add it.",
-    ),
-    (["model.in_channels=1"], "Unknown config key model.in_channels"),  # not the cnn's
-    (
-        ["+trainer.max_epochs=3"],
-        "trainer.max_epochs is already in the config; set it without the +: trainer.max_epochs=...",
-    ),
-    (["model=dilated_v2", "model.dilations=[14]"], "span 29 pixels, more than the 28x28"),
-    (["optimizer.lr=0"], "optimizer.lr must be a positive number, got 0"),
+    (["optimizer=nope"], "Available options in 'optimizer': adam, adamw, sgd"),
+    (["logger=[tensorboard,csvv]"], "Could not load 'logger/csvv'"),
+    (["trainer.foo=1"], "Could not override 'trainer.foo'. To append to your config use +trainer"),
+    (["optimizer.amsgrad=true"], "To append to your config use +optimizer.amsgrad=true"),
+    (["model=dilated_v2", "model.in_channels=1"], "use +model.in_channels=1"),
+    (["+trainer.max_epochs=3"], "An item is already at 'trainer.max_epochs'. Either remove +"),
+    (["data.nope=1"], "Could not override 'data.nope'. To append to your config use +data.nope=1"),
+    (["seed=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["data.split_seed=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["data.verify_checksums=maybe"], "Value 'maybe' is not a valid bool"),
+    (["data.device_resident=maybe"], "Value 'maybe' is not a valid bool"),
+    (["data.augment.erasing=abc"], "Value 'abc' of type 'str' could not be converted to Float"),
+    (["module.compile=maybe"], "Value 'maybe' is not a valid bool"),
+    (["logger=null"], "Config group override must be a string or a list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"), COMPOSE_ERRORS, ids=[" ".join(a) for a, _ in COMPOSE_ERRORS]
+)
+def test_what_hydra_refuses_composing_is_one_sentence(args, sentence, tmp_path):
+    with pytest.raises(UserError) as error:
+        compose_run(args, tmp_path)
+    assert sentence in str(error.value) and "\n" not in str(error.value)
+
+
+CLI_ERRORS = [
+    (["model=nope"], "Available options in 'model': cnn, dilated_degrid, dilated_hdc"),
+    (["optimizer.lr=-1"], "Adam refused its options (Invalid learning rate: -1)"),
+    (["-m", "hydra.launcher.n_jobs=2"], "Could not override 'hydra.launcher.n_jobs'"),
     (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
-    (["logger=null"], "Hydra does not take logger=null; write ~logger to run without"),
-    (["hparams_search=optuna"], "runs a search over many trials, which needs -m: python -m"),
-    (
-        ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=abc"],
-        "Invalid override hydra.sweeper.n_trials=abc (Value 'abc' of type 'str' could not be "
-        "converted to Integer); fix it and run again.",
-    ),
-    (["-m", "hydra.launcher.n_jobs=2"], "Unknown config key hydra.launcher.n_jobs"),
-    (  # Hydra failed at the first trial: "Could not override 'model.dilations'" and a stack
-        ["-m", "hparams_search=optuna", "model=cnn"],
-        "The sweeper searches model.dilations (hydra.sweeper.params), which the config with "
-        "model=cnn does not have; choose one that has it: model=dilated_degrid, model=dilated_hdc",
-    ),
     (
         ["paths.log_dir=/proc/no/such"],
-        "Cannot write the outputs to /proc/no/such (No such file or directory); set "
-        "paths.log_dir to a directory you can write to.",
+        "Cannot write the outputs to /proc/no (No such file or directory); set hydra.run.dir",
     ),
 ]
 
 
 @pytest.mark.parametrize(("args", "sentence"), CLI_ERRORS, ids=[" ".join(a) for a, _ in CLI_ERRORS])
 def test_bad_input_on_the_command_line(args, sentence, tiny_data, tmp_path):
-    done = run_cli(*tiny_overrides(tiny_data, tmp_path), *args)
+    options = [a for a in args if a.startswith("-")]  # Hydra's options go before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    done = run_cli(*options, *tiny_overrides(tiny_data, tmp_path), *overrides)
     assert done.returncode == 2
     assert "Traceback" not in done.stdout + done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: ") and sentence in last
-    assert last.endswith(".")
+    [line] = done.stderr.strip().splitlines()  # the whole output: no config tree, no summary
+    assert line.startswith("Error: ") and sentence in line
 
 
 IN_PROCESS_ERRORS = [
@@ -376,18 +360,18 @@ IN_PROCESS_ERRORS = [
     (["model=dilated_v2", "model.dilations=[0,1]"], "positive integers"),
     (["model=dilated_v2", "model.dilations=[-2]"], "positive integers"),
     (["model=dilated_v2", "model.dilations=[1.5]"], "positive integers"),
-    (["model=cnn", "model.name=resnet_xxl"], "Unknown model 'resnet_xxl'"),
-    (["optimizer.lr=-1"], "optimizer.lr must be a positive number"),
+    (["model=dilated_v2", "model.dilations=[14]"], "span 29 pixels, more than the 28x28"),
+    (["model._target_=no_such.Net"], r"Cannot build model 'no_such.Net' \(Error loading"),
+    (["model._target_=collections.OrderedDict"], "built a OrderedDict, not a torch nn.Module"),
+    (["optimizer.lr=-1"], r"Adam refused its options \(Invalid learning rate: -1"),
     (["data.batch_size=0"], "data.batch_size must be a positive integer"),
     (["data.batch_size=100000"], "larger than the training split"),
     (["data.val_size=640"], "data.val_size must be an integer between 1 and 639"),
     (["trainer.gpus=3"], "No CUDA GPU was found"),
-    (["+trainer.no_such_option=1"], "option Lightning does not know"),
-    (["seed=abc"], "seed must be an integer from 0 to 4294967295, or null"),
+    (["+trainer.no_such_option=1"], "an option Lightning's Trainer does not take"),
     (["seed=-1"], "seed must be an integer from 0 to 4294967295, or null"),
-    (["model.dropout=2"], r"Model 'cnn' cannot be built with these options \(dropout"),
+    (["model.dropout=2"], r"Cannot build model 'fashion_lab.models.cnn.cnn' \(dropout"),
     (["model.hidden=abc"], "model.hidden must be an integer, got 'abc'"),
-    (["model.compile=maybe"], "model.compile must be true or false, got 'maybe'"),
     (["module.label_smoothing=1.5"], "module.label_smoothing must be a number from 0 to 1"),
     (["trainer.max_epochs=-5"], r"Lightning refused the trainer config \(`max_epochs`"),
     (["trainer.max_epochs=abc"], "trainer.max_epochs must be an integer or null, got 'abc'"),
@@ -397,15 +381,12 @@ IN_PROCESS_ERRORS = [
     (["trainer.precision=bf17"], r"trainer.precision must be .*bf16-mixed.* got 'bf17'"),
     (["trainer.devices=abc"], r"Lightning refused the trainer config \(`devices`"),
     (["trainer.accelerator=tpu"], r"Lightning refused the trainer config \(Requirement 'torch_xla"),
-    (["data.split_seed=abc"], "data.split_seed must be an integer, got 'abc'"),
-    (["data.verify_checksums=maybe"], "data.verify_checksums must be true or false, got"),
-    (["data.device_resident=maybe"], "data.device_resident must be true, false or null, got"),
-    (["data.augment.erasing=abc"], "data.augment.erasing must be a number, got 'abc'"),
-    (["data.augment.hflip=2"], "data.augment.hflip is a probability from 0 to 1, got 2"),
+    (["data.augment.hflip=2"], "data.augment.hflip must be a probability from 0 to 1, got 2"),
     (["data.augment.crop_padding=-1"], "data.augment.crop_padding must be 0 or more pixels"),
     (["optimizer.fused=maybe"], "optimizer.fused must be true, false or null, got 'maybe'"),
     (["scheduler.max_lr=abc"], "scheduler.max_lr must be a number, got 'abc'"),
-    (["module.num_prediction_samples=-1"], "module.num_prediction_samples is the number of"),
+    (["module.num_prediction_samples=-1"], "module.num_prediction_samples must be an integer"),
+    (["module.steps_per_call=0"], "module.steps_per_call must be a positive integer, or null"),
     (
         ["callbacks.model_checkpoint.save_top_k=x"],
         "callbacks.model_checkpoint.save_top_k must be an integer, got 'x'",
@@ -414,6 +395,7 @@ IN_PROCESS_ERRORS = [
     (["optimizer=sgd", "optimizer.momentum=-1"], "SGD refused its options"),
     (["scheduler.pct_start=2"], r"OneCycleLR refused its options \(Expected float"),
     (["trainer.max_steps=4"], "OneCycleLR cannot divide this run's optimizer steps"),
+    (["scheduler=cosine", "scheduler.T_max=0"], "CosineAnnealingLR cannot divide this run's"),
     (["train=false"], "train=false tests a trained model; name its checkpoint with ckpt_path"),
     (["train=false", "test=false"], "train=false and test=false leave nothing to do"),
     (["trainer.max_epochs=0"], r"trainer.max_epochs=0 trains nothing \(the test would score"),
@@ -524,7 +506,7 @@ def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     [path] = tmp_path.rglob("last.ckpt")
     checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint["fashion_lab_config"]["model"]["name"] == "cnn"
+    assert checkpoint["fashion_lab_config"]["model"]["_target_"] == "fashion_lab.models.cnn.cnn"
     assert any(k.startswith("net.") for k in checkpoint["state_dict"])
 
 
@@ -561,7 +543,6 @@ def test_a_sweep_directory_as_ckpt_path_names_a_run_to_pick_quoted_for_hydra(tmp
     with pytest.raises(UserError, match="holds 2 runs") as error:
         resolve_checkpoint(str(sweep_dir), tmp_path)
     assert str(error.value).endswith(f"""e.g. ckpt_path="'{first}'".""")
-    # unquoted, Hydra would stop at the first = with "mismatched input"
-    with pytest.raises(UserError, match=f"""quote the path: ckpt_path="'{first}'"."""):
-        prepare_overrides([f"ckpt_path={first}"])
+    # unquoted, Hydra stops at the first = with "mismatched input"
+    assert compose_run([f"ckpt_path='{first}'"], tmp_path).ckpt_path == str(first)
     assert parse_args([f"ckpt_path='{first}'"], "evaluate", "")[0] == str(first)

@@ -9,19 +9,13 @@ import types
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import compose_run, run_cli, tiny_overrides
+from conftest import build_run, compose_run, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lab import build, schema
+from fashion_lab.build import CPU_STEPS_PER_CALL
 from fashion_lab.callbacks import RunRecorder, StepProgressBar
 from fashion_lab.errors import UserError
-from fashion_lab.train import (
-    CPU_STEPS_PER_CALL,
-    build_datamodule,
-    build_model,
-    build_module,
-    build_trainer,
-    steps_per_call,
-)
 
 
 def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=None):
@@ -34,9 +28,8 @@ def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=No
     ]
     cfg = compose_run(overrides, tmp_path / name)
     pl.seed_everything(0, verbose=False)
-    module = build_module(cfg, build_model(cfg))  # dropout draws follow the same order
-    trainer = build_trainer(cfg, callbacks)
-    trainer.fit(module, datamodule=build_datamodule(cfg), ckpt_path=ckpt_path)
+    module, trainer, datamodule = build_run(cfg, callbacks)  # dropout draws in the same order
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return module, trainer
 
 
@@ -261,14 +254,15 @@ def test_the_command_line_run_records_every_image(tiny_data, tmp_path):
 def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, extra, expected):
     cfg = compose_run(["trainer.accelerator=cpu", *extra], tmp_path)
     assert cfg.module.steps_per_call is None or extra
-    assert steps_per_call(cfg) == expected
+    assert build.settings(cfg).steps_per_call == expected
 
 
 @pytest.mark.parametrize("value", ["0", "auto", "1.5", "true"])
 def test_a_bad_steps_per_call_is_one_sentence(tmp_path, value):
-    cfg = compose_run([f"module.steps_per_call={value}"], tmp_path)
-    with pytest.raises(UserError, match=r"a positive integer, or null .*fix the override"):
-        steps_per_call(cfg)
+    # 0: out of the schema's range; the others: not an integer, which Hydra refuses composing
+    sentence = r"a positive integer, or null .*fix the override|could not be converted to Integer"
+    with pytest.raises(UserError, match=sentence):
+        schema.check(compose_run([f"module.steps_per_call={value}"], tmp_path))
 
 
 class Bar(StepProgressBar):
@@ -305,7 +299,7 @@ def test_the_configured_progress_bar_redraws_a_few_times_a_second(tiny_data, tmp
     # Lightning's default, 100 a second, redrew after every training call: 3.9% of a CPU run's
     # time in a terminal, against 0.9% at 5 (experiments/benchmark/progress_bar.py)
     overrides = [*tiny_overrides(tiny_data, tmp_path), "trainer.enable_progress_bar=true"]
-    trainer = build_trainer(compose_run(overrides, tmp_path), [])
+    _, trainer, _ = build_run(compose_run(overrides, tmp_path))
     [bar] = [c for c in trainer.callbacks if isinstance(c, StepProgressBar)]
     assert 0 < bar.refresh_rate <= 10
 

@@ -32,7 +32,7 @@ def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_
         "-m",
         "model=cnn,dilated_v2",
         "++model.dilations=[1,2]",
-        "model.channels_last=false",
+        "module.channels_last=false",
         *tiny_overrides(tiny_data, tmp_path),
         "trainer.max_epochs=1",
         f"hydra.sweep.dir={sweep_dir}",
@@ -42,9 +42,9 @@ def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_
     jobs = _jobs(sweep_dir)
     assert jobs["dilated_v2"]["status"] == "completed"
     assert jobs["cnn"]["status"] == "failed"
-    assert "has no option 'dilations'" in jobs["cnn"]["error"]
+    assert "unexpected keyword argument 'dilations'" in jobs["cnn"]["error"]
     assert "1 completed, 1 failed, 0 skipped" in first.stderr
-    assert "failed: " in first.stderr and "has no option 'dilations'" in first.stderr
+    assert "failed: " in first.stderr and "unexpected keyword argument 'dilations'" in first.stderr
 
     second = run_cli(*args)
     assert second.returncode == 1
@@ -188,7 +188,7 @@ def _two_model_sweep(launcher: str, tiny_data, tmp_path, *extra: str):
         "-m",
         f"hydra/launcher={launcher}",
         "model=cnn,dilated_v2",
-        "model.channels_last=false",
+        "module.channels_last=false",
         *tiny_overrides(tiny_data, tmp_path),
         "trainer.max_epochs=1",
         *extra,

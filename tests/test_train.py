@@ -12,7 +12,9 @@ from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_o
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab.train import _summary, end_distributed, train, why_finished
+from fashion_lab.results import summary
+from fashion_lab.resume import why_finished
+from fashion_lab.train import end_distributed, tensorboard_dir, train
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -49,7 +51,7 @@ def test_single_run_leaves_everything_a_user_needs(tiny_data, tmp_path):
     ):
         assert (run_dir / name).is_file(), name
     checkpoint = torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)
-    assert checkpoint["fashion_lab_config"]["model"]["name"] == "cnn"
+    assert checkpoint["fashion_lab_config"]["model"]["_target_"] == "fashion_lab.models.cnn.cnn"
 
     events = _tensorboard(run_dir)
     scalars = set(events.Tags()["scalars"])
@@ -140,7 +142,8 @@ def test_the_model_summary_counts_flops_per_image_without_noise(precision, tiny_
     assert "Tip:" not in printed, "Lightning's advertisement is dropped"
     assert "100% of the batches" not in printed  # the configured limit_train_batches=1.0
     assert "to estimate number of stepping batches" not in printed
-    assert "GPU available: False" in printed, "Lightning's other lines stay"
+    assert "GPU available" not in printed, "the last line names the device used instead"
+    assert "on cpu (" in done.stderr.strip().splitlines()[-1]
     assert "not supported by the model summary" not in done.stderr
 
 
@@ -210,7 +213,8 @@ def test_the_summary_points_tensorboard_at_the_run_wherever_it_was_written(tmp_p
         (tmp_path / "elsewhere", tmp_path / "elsewhere"),  # hydra.run.dir=<elsewhere>
     ]:
         results = {"model": "cnn", "wall_time_s": 1.0, "output_dir": str(output_dir)}
-        assert _summary(results, cfg).endswith(f"| tensorboard --logdir {logdir}")
+        line = summary(results, tensorboard_dir(cfg, output_dir))
+        assert line.endswith(f"| tensorboard --logdir {logdir}")
 
 
 def test_console_script_is_declared():
@@ -257,3 +261,61 @@ def test_a_run_takes_down_the_process_group_it_leaves(tmp_path):
     end_distributed()
     assert not dist.is_initialized()
     end_distributed()  # nothing to take down: nothing happens
+
+
+def test_a_users_own_model_and_config_folder_go_through_every_command(tiny_data, tmp_path):
+    """A network and a config folder outside the repository, as the README's "Bring your own
+    model" has them: train, evaluate, predict, inspect and compare, nothing registered."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    work = tmp_path / "work"
+    (work / "mypkg").mkdir(parents=True)
+    (work / "mypkg" / "__init__.py").write_text("")
+    (work / "mypkg" / "nets.py").write_text(
+        "from torch import nn\n\n\n"
+        "class TinyNet(nn.Module):\n"
+        "    def __init__(self, hidden: int = 64, num_classes: int = 10) -> None:\n"
+        "        super().__init__()\n"
+        "        self.layers = nn.Sequential(\n"
+        "            nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(),\n"
+        "            nn.Linear(hidden, num_classes),\n"
+        "        )\n\n"
+        "    def forward(self, x):\n"
+        "        return self.layers(x)\n"
+    )
+    (work / "myconf" / "model").mkdir(parents=True)
+    (work / "myconf" / "model" / "tiny.yaml").write_text(
+        "_target_: mypkg.nets.TinyNet\nhidden: 48\n"
+    )
+    Image.new("L", (40, 40), 200).save(work / "shirt.png")
+    env = {**os.environ, "PYTHONPATH": str(work), "PYTHONWARNINGS": "ignore"}
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", *args], capture_output=True, text=True, cwd=work, env=env
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    outputs = tmp_path / "outputs"
+    command(
+        "fashion_lab", "--config-dir", "myconf", "model=tiny", *tiny_overrides(tiny_data, outputs)
+    )
+    [run_dir] = _run_dirs(outputs)
+    assert run_dir.name.endswith("_TinyNet")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed" and results["model"] == "TinyNet"
+    assert results["parameters"] == 28 * 28 * 48 + 48 + 48 * 10 + 10
+    evaluated = command("fashion_lab.evaluate", f"ckpt_path={run_dir}")
+    assert f"{results['test_acc']:.2%}" in evaluated.stdout
+    predicted = command("fashion_lab.predict", f"ckpt_path={run_dir}", f"images={work}")
+    assert "shirt.png" in predicted.stdout
+    inspected = command("fashion_lab.inspect", f"ckpt_path={run_dir}", f"--out={tmp_path / 'ins'}")
+    assert f"TinyNet: {results['parameters']:,} parameters" in inspected.stdout
+    compared = command("fashion_lab.compare", str(outputs / "runs"), f"--out={tmp_path / 'cmp'}")
+    assert "TinyNet" in compared.stdout or "tiny" in compared.stdout
+    assert f"{results['test_acc'] * 100:.2f}" in compared.stdout

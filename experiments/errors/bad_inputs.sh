@@ -46,7 +46,7 @@ cases=(
   "model=dilated_v2 model.dilations=[0,1]"
   "model=dilated_v2 model.dilations=[1.5,2]"
   "model=dilated_v2 model.dilations=[1,2,4,16]"
-  "optimizer.lr=0"
+  "optimizer.lr=-1"
   "optimizer.lr=-0.1"
   "data.batch_size=0"
   "data.batch_size=60000"
@@ -68,16 +68,26 @@ cases=(
   "optimizer.fused=maybe"
   "model=resnet model.width=0"
   "train=false test=false"
-  "hparams_search=optuna"
+  "-m hparams_search=optuna model=cnn"
   "hydra.run.dirx=3"
   "-m --cfg hydra"
   "-cn quick"
+  "+trainer.max_epoch=3"
+  "model._target_=mypkg.NoSuchNet"
+  "model=cnn model.widht=3"
+  "data.batch_size=abc"
+  "data.augment.hflip=2"
+  "seed=-1"
+  "module.label_smoothing=2"
+  "module.steps_per_call=0"
+  "scheduler=cosine scheduler.T_max=0"
+  "--config-dir $work/nowhere model=tiny"
 )
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
 for args in "${cases[@]}"; do
   # shellcheck disable=SC2086
-  out=$(python -m fashion_lab $quick $args 2>&1)
+  out=$(python -m fashion_lab $args $quick 2>&1)
   code=$?
   shown=${args//$work/\$TMP}
   last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)

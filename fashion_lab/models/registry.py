@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from fashion_lab.errors import UserError, check_types, named_options
+from fashion_lab.errors import UserError, check_types
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -47,13 +47,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
         ) from None
     except (ValueError, RuntimeError) as e:  # a layer refused a value (dropout 2, width -1)
         raise _bad_value(name, e) from None
-
-
-def model_options(name: str) -> set[str]:
-    """The keyword options a registered model takes (empty for an unknown name)."""
-    if name not in _MODELS:
-        return set()
-    return set().union(*map(named_options, _option_takers(_MODELS[name])))
 
 
 def _option_takers(builder: Callable[..., nn.Module]) -> list[Callable[..., nn.Module]]:

@@ -1,0 +1,239 @@
+"""Config -> objects: the run's settings derived once, then the datamodule, network, module
+and Trainer built from them. The one place where config values meet constructors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from fashion_lab.adapters import locate
+from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
+from fashion_lab.data import FashionMNISTDataModule
+from fashion_lab.errors import UserError, check_types, one_sentence
+from fashion_lab.hardware import resolve_devices
+from fashion_lab.models import create_model
+from fashion_lab.module import LitClassifier
+
+CPU_STEPS_PER_CALL = 4
+"""`module.steps_per_call` that null picks on a CPU: the fastest measured there (RESULTS.md)."""
+
+
+def instantiate(node: Any, key: str, **kwargs) -> Any:
+    """`hydra.utils.instantiate` of the config at `key`, its options checked against the
+    target's signature first, and a value the target refuses said in one sentence.
+
+    Raises:
+        UserError: an option of the wrong type, an unknown one, or one the object refused.
+    """
+    options = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    try:
+        target = locate(options["_target_"])
+    except Exception:  # a target that does not import: instantiate says so below
+        target = None
+    if target is not None:
+        # a partial's nulls are filled in when it is called (the scheduler's length)
+        partial = options.get("_partial_", False)
+        given = {k: v for k, v in options.items() if not (partial and v is None)}
+        check_types(target, given, key)
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        why = one_sentence(cause or e)
+        if isinstance(cause, ImportError):
+            hint = "make its module importable (pip install it, or add its folder to PYTHONPATH)"
+        elif isinstance(cause, TypeError) and "unexpected keyword" in str(cause):
+            hint = "remove the option, or check its spelling"
+        else:
+            hint = "fix its options in the config"
+        raise UserError(
+            f"Cannot build {key} {options.get('_target_')!r} ({why}); {hint}."
+        ) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run's config leaves to be derived, derived once: the Trainer's arguments (devices
+    and precision resolved) and the optimizer steps per training call."""
+
+    trainer: dict[str, Any]
+    steps_per_call: int
+
+    @property
+    def accelerator(self) -> str:
+        return self.trainer["accelerator"]
+
+
+def settings(cfg: DictConfig, job_index: int | None = None) -> Settings:
+    """The run's Settings (see `Settings`); sweep job `job_index` spreads over visible GPUs.
+
+    `module.steps_per_call` null picks CPU_STEPS_PER_CALL for one CPU process; 1 on GPUs (not
+    measured yet), under several processes or gradient accumulation (which refuse groups), and
+    where `limit_train_batches` or `val_check_interval` count batches (they would count calls).
+
+    Raises:
+        UserError: no GPU where one is asked for; options that do not combine.
+    """
+    trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
+    trainer.pop("_target_", None)
+    check_types(pl.Trainer, trainer, "trainer")
+    if cfg.train and trainer.get("max_epochs") == 0:
+        raise UserError(
+            "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "
+            "set it to 1 or more, or test a checkpoint with train=false ckpt_path=<run>."
+        )
+    steps = cfg.module.steps_per_call
+    if steps is None:
+        one_cpu_process = (
+            trainer["accelerator"] == "cpu"
+            and trainer.get("devices", "auto") in (1, "1", "auto")
+            and trainer.get("num_nodes", 1) == 1
+            and trainer.get("strategy", "auto") in ("auto", "single_device")
+        )
+        counts_batches = any(
+            isinstance(trainer.get(key), int) and not isinstance(trainer.get(key), bool)
+            for key in ("limit_train_batches", "val_check_interval")
+        )
+        plain = trainer.get("accumulate_grad_batches", 1) == 1 and not counts_batches
+        steps = CPU_STEPS_PER_CALL if one_cpu_process and plain else 1
+    if steps > 1 and trainer.get("accumulate_grad_batches", 1) != 1:
+        raise UserError(
+            "trainer.accumulate_grad_batches does not combine with module.steps_per_call > 1; "
+            "raise data.batch_size instead, or set module.steps_per_call=1."
+        )
+    return Settings(trainer=trainer, steps_per_call=steps)
+
+
+def network(model: Mapping[str, Any]) -> nn.Module:
+    """The network a `model` config describes: `_target_` (any importable nn.Module class or
+    builder) called with the other keys; a checkpoint of an earlier version names a zoo model
+    with `name` instead.
+
+    Raises:
+        UserError: the target does not import, takes no such option, refuses a value, or
+            builds something that is not an nn.Module.
+    """
+    if OmegaConf.is_config(model):
+        model = OmegaConf.to_container(model, resolve=True)
+    model = dict(model)
+    if "_target_" not in model and "name" in model:  # a checkpoint of fashion_lab 0.1
+        model.pop("channels_last", None), model.pop("compile", None)
+        return create_model(**model)
+    built = instantiate(model, "model")
+    if not isinstance(built, nn.Module):
+        raise UserError(
+            f"model._target_={model['_target_']} built a {type(built).__name__}, not a torch "
+            "nn.Module; point it at a network class or a function that returns one."
+        )
+    return built
+
+
+def datamodule(cfg: DictConfig, steps_per_call: int = 1) -> FashionMNISTDataModule:
+    """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once."""
+    return instantiate(cfg.data, "data", _convert_="all", steps_per_call=steps_per_call)
+
+
+def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitClassifier:
+    """The LightningModule around `net`, with the configured optimizer and scheduler; `config`
+    (the run's, resolved) is stored in its checkpoints."""
+    scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+    compiled = bool(cfg.module.compile)
+    return LitClassifier(
+        torch.compile(net) if compiled else net,
+        optimizer=instantiate(cfg.optimizer, "optimizer"),
+        scheduler=scheduler,
+        label_smoothing=cfg.module.label_smoothing,
+        channels_last=cfg.module.channels_last,
+        num_prediction_samples=cfg.module.num_prediction_samples,
+        steps_per_call=run.steps_per_call,
+        gradient_clip_val=run.trainer.get("gradient_clip_val"),
+        gradient_clip_algorithm=run.trainer.get("gradient_clip_algorithm"),
+        compiled=compiled,
+        config=config,
+    )
+
+
+def _instantiate_all(group: Mapping | None, key: str) -> list[Any]:
+    return [
+        instantiate(c, f"{key}.{name}")
+        for name, c in (group or {}).items()
+        if c and "_target_" in c
+    ]
+
+
+def trainer(cfg: DictConfig, run: Settings, callbacks: Iterable[pl.Callback] = ()) -> pl.Trainer:
+    """The Trainer from the run's settings, `cfg.callbacks` and `cfg.logger`.
+
+    Raises:
+        UserError: Lightning refused an option.
+    """
+    options = dict(run.trainer)
+    if run.steps_per_call > 1:  # the module clips its gradients itself
+        options.pop("gradient_clip_val", None)
+        options.pop("gradient_clip_algorithm", None)
+    all_callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks") + list(callbacks)
+    if not options.get("enable_progress_bar", True):
+        all_callbacks = [c for c in all_callbacks if not isinstance(c, pl.callbacks.ProgressBar)]
+    loggers = _instantiate_all(cfg.get("logger"), "logger")
+    try:
+        return pl.Trainer(
+            **options,
+            callbacks=all_callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise UserError(
+                f"The trainer config has an option Lightning's Trainer does not take ({e}); "
+                "remove it."
+            ) from None
+        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
+    except (MisconfigurationException, ValueError, ImportError) as e:
+        # ImportError: an accelerator or strategy whose package is missing (tpu: torch_xla)
+        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
+
+
+def restore_network(path: str | os.PathLike) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
+    """The trained network of a checkpoint, rebuilt from the config saved in it.
+
+    Returns:
+        The network (eval mode, CPU), the run's config, and the whole checkpoint.
+
+    Raises:
+        UserError: not a fashion_lab checkpoint, or one whose weights do not fit its config.
+    """
+    checkpoint = load_checkpoint(path)
+    config = checkpoint.get("fashion_lab_config")
+    if not isinstance(config, dict):
+        raise UserError(
+            f"{path} holds no fashion_lab config (it was not written by fashion_lab); point "
+            "ckpt_path at a checkpoint of a fashion_lab run."
+        )
+    cfg = OmegaConf.create(config)
+    net = network(config["model"])
+    state = {
+        key.removeprefix("net.").replace("_orig_mod.", ""): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(
+            f"The weights in {path} do not fit the model its config describes "
+            f"({str(e).splitlines()[0]}); the checkpoint is damaged or from another version."
+        ) from None
+    return net.eval(), cfg, checkpoint

@@ -1,0 +1,139 @@
+"""Resuming: which config a resumed run trains with, and whether it may continue at all.
+
+A resumed run trains with its checkpoint's config; the keys this command line sets (Hydra's
+own list of the task's overrides) are taken from the newly composed config. The network and
+`module.steps_per_call` must stay the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from fashion_lab.checkpoints import LAST
+from fashion_lab.config import target_name
+from fashion_lab.errors import UserError
+from fashion_lab.results import read_results
+
+NOT_SET = object()
+
+RUN_KEYS = ("ckpt_path", "train", "test", "paths")
+"""Keys a resume takes from the new command's config, whatever the checkpoint says."""
+
+
+def resumed_config(cfg: DictConfig, stored: Mapping[str, Any], overrides: list[str]) -> DictConfig:
+    """The checkpoint's config `stored`, with the keys `overrides` set taken from `cfg`.
+
+    Raises:
+        UserError: an override of a group that sets keys all over the config (experiment=...).
+    """
+    merged = OmegaConf.create(relocated(stored, str(cfg.paths.output_dir)))
+    for key in RUN_KEYS:
+        merged[key] = cfg[key]
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group.replace("/", ".")
+        if key.startswith("hydra") or key in RUN_KEYS or key.startswith("paths."):
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if isinstance(node, DictConfig) and leaf in node:
+                del node[leaf]
+            continue
+        value = OmegaConf.select(cfg, key, default=NOT_SET)
+        if value is NOT_SET:
+            raise UserError(
+                f"{override.input_line} cannot change a run that resumes from its checkpoint; "
+                "give the keys it sets one by one, or start a new run (no ckpt_path)."
+            )
+        OmegaConf.update(merged, key, value, merge=False, force_add=True)
+    return merged
+
+
+def relocated(stored: Mapping[str, Any], output_dir: str) -> Any:
+    """The stored config with the paths inside its run's directory (checkpoints, logs) moved to
+    `output_dir`: a checkpoint resumed outside its own run writes into the new run's."""
+    old = str((stored.get("paths") or {}).get("output_dir") or "")
+
+    def move(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if old and isinstance(value, str) and (value == old or value.startswith(f"{old}/")):
+            return output_dir + value[len(old) :]
+        return value
+
+    return move(stored)
+
+
+def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
+    """A resumed fit trains the checkpoint's network, its batches grouped as its run's were
+    (Lightning's saved loop state counts training calls).
+
+    Raises:
+        UserError: the run sets another network, or another `module.steps_per_call`.
+    """
+    stored = checkpoint.get("fashion_lab_config") or {}
+    trained = stored.get("model") or {}
+    net = OmegaConf.to_container(cfg.model, resolve=True)
+    if trained and net != trained:
+        if trained.get("_target_") != net.get("_target_"):  # another network altogether
+            before, after = (f"model={target_name(m.get('_target_'))}" for m in (trained, net))
+        else:
+            keys = [k for k in sorted(trained.keys() | net.keys()) if trained.get(k) != net.get(k)]
+            before = ", ".join(f"model.{k}={trained.get(k)}" for k in keys)
+            after = ", ".join(f"model.{k}={net.get(k)}" for k in keys)
+        raise UserError(
+            f"The checkpoint was trained with {before} and this run sets {after}; resume "
+            f"without changing the model, or start a new run (no ckpt_path)."
+        )
+    steps = (stored.get("module") or {}).get("steps_per_call") or 1
+    given = cfg.module.steps_per_call
+    if given is None:
+        cfg.module.steps_per_call = steps
+    elif given != steps:
+        raise UserError(
+            f"The checkpoint was trained with module.steps_per_call={steps} and this run "
+            f"sets {given}; resume with module.steps_per_call={steps} (or null)."
+        )
+
+
+def stopped_early(callback_states: Mapping[str, Any]) -> int | None:
+    """The epoch at which an EarlyStopping callback stopped the run, from the callbacks' states
+    (a checkpoint's, or `{cb.state_key: cb.state_dict()}`), or None."""
+    for key, state in callback_states.items():
+        if key.startswith("EarlyStopping") and state.get("stopped_epoch", 0) > 0:
+            return state["stopped_epoch"]
+    return None
+
+
+def why_finished(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a fit resumed from `checkpoint` (saved at an epoch's end) would train nothing, and
+    how to train more; None when it has epochs left."""
+    max_epochs = cfg.trainer.get("max_epochs")
+    max_steps = cfg.trainer.get("max_steps", -1)
+    stopped = stopped_early(checkpoint.get("callbacks") or {})
+    if stopped is not None:
+        return f"early stopping ended it at epoch {stopped}", "start a new run to train longer"
+    if max_epochs not in (None, -1) and checkpoint.get("epoch", -1) + 1 >= max_epochs:
+        return f"trainer.max_epochs={max_epochs}", "raise trainer.max_epochs to train it further"
+    if max_steps not in (None, -1) and checkpoint.get("global_step", 0) >= max_steps:
+        return f"trainer.max_steps={max_steps}", "raise trainer.max_steps to train it further"
+    return None
+
+
+def sweep_job_restart(output_dir: Path) -> Path | None:
+    """How a sweep job run again in its old directory restarts: from its last checkpoint when
+    it was killed in flight or interrupted; from scratch (checkpoints removed) when it failed."""
+    previous = read_results(output_dir)
+    if previous is not None and previous.get("status") == "failed":
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        return None
+    last = output_dir / LAST
+    return last if last.is_file() else None

@@ -1,0 +1,50 @@
+"""Each private internal fashion_lab uses (fashion_lab/adapters.py) still works as it assumes:
+these fail when an upgrade of Lightning, Hydra or TensorBoard changes one."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from fashion_lab import adapters
+
+
+def test_the_count_of_stepped_batches_is_lightnings_log_step(tmp_path):
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    loop = trainer.fit_loop.epoch_loop
+    before = loop._batches_that_stepped
+    adapters.count_stepped_batches(trainer, 3)
+    assert loop._batches_that_stepped == before + 3
+    # Lightning logs at, and saves in checkpoints, this very counter
+    assert loop.state_dict()["state_dict"]["_batches_that_stepped"] == before + 3
+
+
+def test_a_module_knows_whether_it_has_a_trainer():
+    module = pl.LightningModule()
+    assert not adapters.has_trainer(module)
+    with pytest.raises(RuntimeError):
+        module.trainer  # noqa: B018  what has_trainer avoids
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False)
+    module.trainer = trainer
+    assert adapters.has_trainer(module)
+
+
+def test_the_tensorboard_writer_takes_summaries(tmp_path):
+    from torch.utils.tensorboard.summary import hparams
+
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    writer = adapters.tensorboard_file_writer(logger.experiment)
+    for summary in hparams({"lr": 0.1}, {"test/acc": 0.5}):
+        writer.add_summary(summary)
+    logger.experiment.flush()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+
+
+def test_a_target_is_located_as_instantiate_does_and_says_nothing_when_it_fails(caplog):
+    assert adapters.locate("torch.nn.Linear") is torch.nn.Linear
+    assert adapters.locate("fashion_lab.models.cnn.cnn").__name__ == "cnn"
+    with pytest.raises(ImportError, match="no_such_pkg"):
+        adapters.locate("no_such_pkg.Net")
+    assert not caplog.records
