@@ -28,6 +28,7 @@ def test_benchmark_measures_framework_and_hand_loop(tiny_data, tmp_path, capsys)
     assert "framework / hand loop" in text and "keras" not in report
 
 
+@pytest.mark.slow
 def test_the_framework_path_is_seeded_like_a_training_run(tiny_data, tmp_path, capsys):
     losses = []
     for seed in (1, 1, 2):
@@ -37,6 +38,7 @@ def test_the_framework_path_is_seeded_like_a_training_run(tiny_data, tmp_path, c
     assert losses[0] == losses[1] != losses[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("precision", "weights"), [("64-true", "float64"), ("bf16-mixed", "float32")]
 )

@@ -12,6 +12,7 @@ from fashion_lab import build
 from fashion_lab.config import CONFIG_DIR, short_name
 from fashion_lab.errors import UserError
 
+SLOW = pytest.mark.slow
 GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths")
 
 
@@ -116,6 +117,7 @@ def test_an_install_without_the_configs_says_to_install_from_a_clone(monkeypatch
         fashion_lab.config.compose_config([], tmp_path)
 
 
+@pytest.mark.slow
 def test_help_names_the_program_its_commands_and_every_option():
     done = run_cli("--help")
     assert done.returncode == 0, done.stderr
@@ -141,23 +143,29 @@ def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     [
         # Hydra raised a ValueError with a stack trace
         (["-m", "--cfg", "hydra"], "Only one of --run, --multirun, --cfg, --info and"),
-        # Hydra's own messages: several lines, exit 1
-        (["-cn", "quick"], "Cannot find primary config 'quick'"),
-        (["--config-dir", "/no/such/dir"], "Additional config directory '/no/such/dir' not found"),
         (
             ["model=nope"],
-            "In 'config': Could not find 'model/nope'; Available options in 'model': "
-            "cnn, dilated_degrid,",
+            "In 'config': Could not find 'model/nope'; Available options in 'model': cnn, "
+            "dilated_degrid,",
         ),
-        (
+        # each costs a process start (~10 s): the others run with the slow tests
+        pytest.param(["-cn", "quick"], "Cannot find primary config 'quick'", marks=SLOW),
+        pytest.param(
+            ["--config-dir", "/no/such/dir"],
+            "Additional config directory '/no/such/dir' not found",
+            marks=SLOW,
+        ),
+        pytest.param(
             ["trainer.max_epoch=3"],
-            "Could not override 'trainer.max_epoch'. To append to your "
-            "config use +trainer.max_epoch=3",
+            "Could not override 'trainer.max_epoch'. To append to your config use "
+            "+trainer.max_epoch=3",
+            marks=SLOW,
         ),
-        (
+        pytest.param(
             ["data.batch_size=abc"],
-            "Error merging override data.batch_size=abc; Value 'abc' of "
-            "type 'str' could not be converted to Integer",
+            "Error merging override data.batch_size=abc; Value 'abc' of type 'str' could not be "
+            "converted to Integer",
+            marks=SLOW,
         ),
     ],
 )
@@ -168,6 +176,7 @@ def test_what_hydra_refuses_is_its_own_sentence_on_one_line(args, sentence):
     assert line.startswith(f"Error: {sentence}")
 
 
+@pytest.mark.slow
 def test_hydras_own_options_and_their_values_are_not_taken_for_overrides():
     done = run_cli("--cfg", "hydra")
     assert done.returncode == 0, done.stderr
@@ -177,6 +186,7 @@ def test_hydras_own_options_and_their_values_are_not_taken_for_overrides():
     assert "model/resnet" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_full_error_shows_hydras_traceback_to_a_developer():
     import os
 

@@ -81,6 +81,7 @@ def test_parallel_sweep_jobs_spread_over_the_gpus(gpus):
     assert resolve_devices({"gpus": 1})["devices"] == 1, "a single run keeps Lightning's choice"
 
 
+@pytest.mark.slow
 def test_openmp_threads_sleep_when_idle_unless_the_user_chose_otherwise():
     # spinning idle threads took the cores from a second run: 433 instead of 8,000 images/s
     code = "import os, fashion_lab, torch; print(os.environ['OMP_WAIT_POLICY'])"

@@ -34,6 +34,7 @@ def trained_run(tmp_path_factory) -> tuple[Path, list[str]]:
     return run_dir, [o for o in overrides if o.startswith("data.")]
 
 
+@pytest.mark.slow
 def test_evaluate_a_run_directory_scores_its_best_checkpoint(trained_run):
     run_dir, data = trained_run
     done = run_cli(f"ckpt_path={run_dir}", *data, module="fashion_lab.evaluate")
@@ -50,6 +51,7 @@ def test_evaluate_a_run_directory_scores_its_best_checkpoint(trained_run):
         assert (run_dir / "evaluation" / figure).stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "sentence"),
     [
@@ -64,6 +66,7 @@ def test_evaluate_mistakes_end_in_one_sentence(args, sentence):
     assert sentence in done.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_evaluate_names_an_unknown_key(trained_run):
     run_dir, data = trained_run
     done = run_cli(f"ckpt_path={run_dir}", *data, "data.bach_size=8", module="fashion_lab.evaluate")
@@ -74,6 +77,7 @@ def test_evaluate_names_an_unknown_key(trained_run):
     )
 
 
+@pytest.mark.slow
 def test_outputs_that_cannot_be_written_are_said_before_any_work(trained_run, tmp_path):
     run_dir, data = trained_run
     copy = tmp_path / "run"
@@ -93,6 +97,7 @@ def test_outputs_that_cannot_be_written_are_said_before_any_work(trained_run, tm
         assert last.startswith("Error: Cannot write the outputs to ") and advice in last, module
 
 
+@pytest.mark.slow
 def test_a_sweep_jobs_directory_quoted_for_hydra_works_for_every_command(trained_run, tmp_path):
     run_dir, data = trained_run
     job = tmp_path / "0_model=cnn,seed=0"  # a sweep job's name, quoted as ckpt_override says
@@ -142,6 +147,7 @@ def test_a_cut_out_item_on_a_transparent_background_is_not_lost():
     assert x[0, 14, 14] > 0.8, "the dark item becomes light"
 
 
+@pytest.mark.slow
 def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run, tmp_path):
     run_dir, _ = trained_run
     photos = tmp_path / "photos"
@@ -165,6 +171,7 @@ def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run
     assert f"{photos / 'notes.png'}: skipped (not an image)" in done.stderr
 
 
+@pytest.mark.slow  # the trained run it predicts with starts a process
 def test_predict_skips_an_image_too_large_to_open_safely(trained_run, tmp_path, monkeypatch):
     from fashion_lab.predict import predict
 
@@ -176,6 +183,7 @@ def test_predict_skips_an_image_too_large_to_open_safely(trained_run, tmp_path, 
     assert huge["skipped"] == "too many pixels to open safely" and len(small["top"]) == 3
 
 
+@pytest.mark.slow
 def test_predict_with_nothing_matching_says_how_to_quote_the_pattern(trained_run, tmp_path):
     run_dir, _ = trained_run
     done = run_cli(f"ckpt_path={run_dir}", f"images={tmp_path}/*.png", module="fashion_lab.predict")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pytest
 from conftest import REPO, tiny_overrides
 from nbclient import NotebookClient
 
 NOTEBOOK = REPO / "experiments" / "quickstart.ipynb"
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_trains_and_shows_its_figures(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv(
         "FASHION_LAB_NOTEBOOK_OVERRIDES", json.dumps(tiny_overrides(tiny_data, tmp_path))

@@ -83,6 +83,7 @@ def test_effective_rf_is_a_normalized_gradient_map():
         assert m.shape == (28, 28) and m.max() == pytest.approx(1.0) and m.min() >= 0
 
 
+@pytest.mark.slow
 def test_inspect_prints_the_table_and_saves_both_figures(tiny_data, tmp_path):
     data = [o for o in tiny_overrides(tiny_data, tmp_path) if o.startswith("data.")]
     done = run_cli(
@@ -101,6 +102,7 @@ def test_inspect_prints_the_table_and_saves_both_figures(tiny_data, tmp_path):
     assert (tmp_path / "inspect" / "effective_rf.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_inspect_rejects_an_unknown_model_in_one_sentence(tmp_path):
     done = run_cli("model=nope", module="fashion_lab.inspect")
     assert done.returncode == 2
@@ -113,6 +115,7 @@ def test_inspect_rejects_an_unknown_model_in_one_sentence(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_inspect_rejects_an_unknown_key_in_one_sentence():
     done = run_cli("model.dilations=[1,2]", module="fashion_lab.inspect")  # cnn has none
     assert done.returncode == 2

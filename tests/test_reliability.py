@@ -69,6 +69,7 @@ def _signal_after_a_checkpoint(
     return process.returncode, stderr_path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("validation", [[], ["trainer.check_val_every_n_epoch=2"]])
 def test_the_last_checkpoint_is_every_epoch_s_even_when_val_acc_does_not_improve(
     validation, tiny_data, tmp_path
@@ -87,6 +88,7 @@ def test_the_last_checkpoint_is_every_epoch_s_even_when_val_acc_does_not_improve
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_path):
     recipe = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4", "seed=0"]
     recipe += ["trainer.deterministic=true"]
@@ -115,6 +117,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     assert [h["val/acc"] for h in after["history"]] == [h["val/acc"] for h in before["history"]]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(slow_enough_data, tmp_path):
     args = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4"]
     code, stderr = _signal_after_a_checkpoint(
@@ -139,6 +142,7 @@ def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(slow_enough_d
     assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_enough_data, tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "seed=0,1", *tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
@@ -165,9 +169,10 @@ def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_eno
     assert after["history"][: saved + 1] == interrupted["history"][: saved + 1], "epochs kept"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("launcher", "jobs"),
-    # parallel runs 2 at once, submitit_local all; the latter with the slow tests in CI (~25 s)
+    # parallel runs 2 at once, submitit_local all
     [("parallel", 3), pytest.param("submitit_local", 2, marks=pytest.mark.slow)],
 )
 def test_ctrl_c_stops_jobs_in_other_processes_which_keep_their_progress(
@@ -201,6 +206,7 @@ def test_ctrl_c_stops_jobs_in_other_processes_which_keep_their_progress(
     assert [_results(job)["epochs"] for job in sorted(sweep_dir.glob("[0-9]_*"))] == [3] * jobs
 
 
+@pytest.mark.slow
 def test_the_parallel_launchers_helper_adds_no_warning_below_the_last_line():
     # what the helper process does when Ctrl-C leaves a lock unreleased (seen in 1 run of ~15)
     leak = (
@@ -213,6 +219,7 @@ def test_the_parallel_launchers_helper_adds_no_warning_below_the_last_line():
     assert done.returncode == 0 and done.stderr == ""
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -228,6 +235,7 @@ def test_resuming_a_finished_run_with_a_longer_schedule_is_one_sentence(tiny_dat
     assert failed["status"] == "failed" and "learning-rate schedule" in failed["error"]
 
 
+@pytest.mark.slow
 def test_a_finished_run_keeps_its_record_when_resumed_by_mistake(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -253,6 +261,7 @@ def test_a_finished_run_keeps_its_record_when_resumed_by_mistake(tiny_data, tmp_
     assert {name: (run_dir / name).read_text() for name in kept} == record
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_and_its_resume_says_it_is_finished(tiny_data, tmp_path):
     done = run_cli(
         *tiny_overrides(tiny_data, tmp_path),
@@ -276,6 +285,7 @@ def test_early_stopping_ends_a_run_and_its_resume_says_it_is_finished(tiny_data,
     assert json.loads((run_dir / "results.json").read_text()) == results
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_last_epoch_resumes_to_its_validation_figures(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -289,6 +299,7 @@ def test_a_run_killed_after_its_last_epoch_resumes_to_its_validation_figures(tin
     assert {k: after[k] for k in METRICS} == {k: finished[k] for k in METRICS}
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_identical_metrics(tiny_data, tmp_path):
     runs = []
     for name in ("first", "second"):
@@ -332,19 +343,27 @@ def test_what_hydra_refuses_composing_is_one_sentence(args, sentence, tmp_path):
     assert sentence in str(error.value) and "\n" not in str(error.value)
 
 
+SLOW = pytest.mark.slow  # a process start each (~10 s): one stays in the default suite
 CLI_ERRORS = [
-    (["model=nope"], "Available options in 'model': cnn, dilated_degrid, dilated_hdc"),
-    (["optimizer.lr=-1"], "Adam refused its options (Invalid learning rate: -1)"),
-    (["-m", "hydra.launcher.n_jobs=2"], "Could not override 'hydra.launcher.n_jobs'"),
-    (["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist"),
-    (
+    pytest.param(
+        ["optimizer.lr=-1"], "Adam refused its options (Invalid learning rate: -1)", id="lr"
+    ),
+    pytest.param(["model=nope"], "Available options in 'model': cnn, dilated_degrid", marks=SLOW),
+    pytest.param(
+        ["-m", "hydra.launcher.n_jobs=2"], "Could not override 'hydra.launcher.n_jobs'", marks=SLOW
+    ),
+    pytest.param(
+        ["ckpt_path=/no/such.ckpt"], "The checkpoint /no/such.ckpt does not exist", marks=SLOW
+    ),
+    pytest.param(
         ["paths.log_dir=/proc/no/such"],
         "Cannot write the outputs to /proc/no (No such file or directory); set hydra.run.dir",
+        marks=SLOW,
     ),
 ]
 
 
-@pytest.mark.parametrize(("args", "sentence"), CLI_ERRORS, ids=[" ".join(a) for a, _ in CLI_ERRORS])
+@pytest.mark.parametrize(("args", "sentence"), CLI_ERRORS)
 def test_bad_input_on_the_command_line(args, sentence, tiny_data, tmp_path):
     options = [a for a in args if a.startswith("-")]  # Hydra's options go before the overrides
     overrides = [a for a in args if not a.startswith("-")]
@@ -431,6 +450,7 @@ def test_every_command_ends_a_user_error_or_ctrl_c_in_one_line(capsys):
         assert capsys.readouterr().err.strip() == line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["evaluate", "predict", "inspect", "compare", "benchmark"])
 def test_every_command_answers_help(name):
     done = run_cli("--help", module=f"fashion_lab.{name}")
@@ -451,6 +471,7 @@ def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
         resolve_checkpoint("last", tmp_path)
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_with_the_step_and_a_hint(tiny_data, tmp_path):
     done = run_cli(
         *tiny_overrides(tiny_data, tmp_path), "optimizer=sgd", "optimizer.lr=1e30", "scheduler=none"
@@ -465,6 +486,7 @@ def test_diverging_run_stops_with_the_step_and_a_hint(tiny_data, tmp_path):
     assert results["status"] == "failed" and results["error_type"] == "DivergenceError"
 
 
+@pytest.mark.slow
 def test_float16_weights_diverging_name_the_precision_to_use(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.precision=16-true")
     assert done.returncode == 2, done.stderr[-2000:]
@@ -501,6 +523,7 @@ def test_checkpoint_saving_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(path.parent) == ["last.ckpt"]
 
 
+@pytest.mark.slow
 def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]

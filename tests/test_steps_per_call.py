@@ -230,6 +230,7 @@ def test_accumulation_with_steps_per_call_is_one_sentence(tiny_data, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_the_command_line_run_records_every_image(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=4")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -336,6 +337,7 @@ def _checkpoint(tiny_data, tmp_path, k: int):
     return saved, trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 4])
 def test_a_resumed_run_groups_batches_as_its_checkpoint_did(tiny_data, tmp_path, k):
     # a GPU run (1) resumed on a CPU (4 by default), and the other way round: null takes the
@@ -354,6 +356,7 @@ def test_a_resumed_run_groups_batches_as_its_checkpoint_did(tiny_data, tmp_path,
     assert config["module"]["steps_per_call"] == k  # the value null picked, stored
 
 
+@pytest.mark.slow
 def test_resuming_with_another_steps_per_call_is_one_sentence(tiny_data, tmp_path):
     saved, _ = _checkpoint(tiny_data, tmp_path, 4)
     done = run_cli(

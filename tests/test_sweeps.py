@@ -26,6 +26,7 @@ def _jobs(sweep_dir: Path) -> dict[str, dict]:
     }
 
 
+@pytest.mark.slow
 def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = [
@@ -159,6 +160,7 @@ def test_compare_without_runs_is_one_sentence(tmp_path):
         load_runs([tmp_path])
 
 
+@pytest.mark.slow
 def test_optuna_search_survives_a_failing_trial_and_names_the_best(tiny_data, tmp_path):
     sweep_dir = tmp_path / "search"
     done = run_cli(
@@ -195,6 +197,7 @@ def _two_model_sweep(launcher: str, tiny_data, tmp_path, *extra: str):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "parallel", SUBMITIT_LOCAL])
 def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     launcher, tiny_data, tmp_path
@@ -218,6 +221,7 @@ def test_a_sweep_started_in_the_same_second_as_another_gets_its_own_directory(
     assert str(sweep_dir) in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", SUBMITIT_LOCAL])
 def test_launchers_run_every_job_and_report_in_the_launching_process(launcher, tiny_data, tmp_path):
     sweep_dir = tmp_path / "sweep"
@@ -241,6 +245,7 @@ def test_slurm_launcher_config_documents_its_keys(tmp_path):
     assert launcher.array_parallelism == 16
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine is a SLURM node")
 def test_slurm_off_a_cluster_is_one_sentence(tiny_data, tmp_path):
     done = run_cli("-m", "hydra/launcher=slurm", *tiny_overrides(tiny_data, tmp_path))

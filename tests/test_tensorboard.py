@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, tiny_overrides, write_dataset
 
 
@@ -26,6 +27,7 @@ def _get(url: str, body: dict | None = None):
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_runs_scalars_images_and_hparams(tmp_path: Path):
     write_dataset(tmp_path / "data")
     done = run_cli(*tiny_overrides(tmp_path / "data", tmp_path / "logs"))

@@ -76,6 +76,7 @@ def test_single_run_leaves_everything_a_user_needs(tiny_data, tmp_path):
     assert "test/acc" in done.stderr and "tensorboard --logdir" in done.stderr
 
 
+@pytest.mark.slow
 def test_multirun_leaves_one_directory_per_model(tiny_data, tmp_path):
     log_dir = tmp_path / "outputs"
     done = run_cli(
@@ -93,6 +94,7 @@ def test_multirun_leaves_one_directory_per_model(tiny_data, tmp_path):
     assert all(list((d / "tensorboard").glob("events.out.tfevents.*")) for d in runs)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpus_without_a_gpu_is_one_sentence_and_a_non_zero_exit(tiny_data, tmp_path):
     done = run_cli("model=dilated_v2", "trainer.gpus=1", *tiny_overrides(tiny_data, tmp_path))
@@ -125,6 +127,7 @@ def test_every_precision_lightning_offers_trains(precision, tiny_data, tmp_path)
     assert results["test_acc"] is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["64-true", "bf16-mixed"])
 def test_the_model_summary_counts_flops_per_image_without_noise(precision, tiny_data, tmp_path):
     done = run_cli(
@@ -147,6 +150,7 @@ def test_the_model_summary_counts_flops_per_image_without_noise(precision, tiny_
     assert "not supported by the model summary" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
     done = run_cli(*tiny_overrides(tiny_data, tmp_path), "~logger", "trainer.max_epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -157,6 +161,7 @@ def test_a_run_without_loggers_points_at_no_tensorboard(tiny_data, tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_test_over_part_of_the_test_split_says_so(tiny_data, tmp_path):
     done = run_cli(
         *tiny_overrides(tiny_data, tmp_path),
@@ -191,6 +196,7 @@ def test_testing_a_checkpoint_records_its_accuracy_and_no_training_speed(tiny_da
     assert tested["train_time_s"] is None and tested["train_images_per_s"] is None
 
 
+@pytest.mark.slow
 def test_a_second_run_named_like_the_first_gets_its_own_directory(tiny_data, tmp_path):
     # two runs of one model started in the same second get the same name from the default
     # hydra.run.dir; here the name is fixed, so the second run meets the first's directory
@@ -222,6 +228,7 @@ def test_console_script_is_declared():
     assert scripts.get("fashion-lab") == "fashion_lab.train:main"
 
 
+@pytest.mark.slow
 @requires_real_data
 def test_cnn_reaches_85_percent_after_one_epoch_on_real_data(tmp_path):
     done = run_cli(
@@ -263,14 +270,19 @@ def test_a_run_takes_down_the_process_group_it_leaves(tmp_path):
     end_distributed()  # nothing to take down: nothing happens
 
 
-def test_a_users_own_model_and_config_folder_go_through_every_command(tiny_data, tmp_path):
+def test_a_users_own_model_and_config_folder_go_through_every_command(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
     """A network and a config folder outside the repository, as the README's "Bring your own
-    model" has them: train, evaluate, predict, inspect and compare, nothing registered."""
+    model" has them: trained from the command line, then evaluated, predicted with, inspected
+    and compared (in this process, with the user's folder importable); nothing registered."""
     import os
     import subprocess
     import sys
 
     from PIL import Image
+
+    from fashion_lab import compare, evaluate, inspect, predict
 
     work = tmp_path / "work"
     (work / "mypkg").mkdir(parents=True)
@@ -292,30 +304,36 @@ def test_a_users_own_model_and_config_folder_go_through_every_command(tiny_data,
         "_target_: mypkg.nets.TinyNet\nhidden: 48\n"
     )
     Image.new("L", (40, 40), 200).save(work / "shirt.png")
-    env = {**os.environ, "PYTHONPATH": str(work), "PYTHONWARNINGS": "ignore"}
-
-    def command(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", *args], capture_output=True, text=True, cwd=work, env=env
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done
-
     outputs = tmp_path / "outputs"
-    command(
-        "fashion_lab", "--config-dir", "myconf", "model=tiny", *tiny_overrides(tiny_data, outputs)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fashion_lab",
+            "--config-dir",
+            "myconf",
+            "model=tiny",
+            *tiny_overrides(tiny_data, outputs),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(work), "PYTHONWARNINGS": "ignore"},
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     [run_dir] = _run_dirs(outputs)
     assert run_dir.name.endswith("_TinyNet")
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed" and results["model"] == "TinyNet"
     assert results["parameters"] == 28 * 28 * 48 + 48 + 48 * 10 + 10
-    evaluated = command("fashion_lab.evaluate", f"ckpt_path={run_dir}")
-    assert f"{results['test_acc']:.2%}" in evaluated.stdout
-    predicted = command("fashion_lab.predict", f"ckpt_path={run_dir}", f"images={work}")
-    assert "shirt.png" in predicted.stdout
-    inspected = command("fashion_lab.inspect", f"ckpt_path={run_dir}", f"--out={tmp_path / 'ins'}")
-    assert f"TinyNet: {results['parameters']:,} parameters" in inspected.stdout
-    compared = command("fashion_lab.compare", str(outputs / "runs"), f"--out={tmp_path / 'cmp'}")
-    assert "TinyNet" in compared.stdout or "tiny" in compared.stdout
-    assert f"{results['test_acc'] * 100:.2f}" in compared.stdout
+
+    monkeypatch.syspath_prepend(str(work))  # the user's module imports, as on PYTHONPATH
+    capsys.readouterr()
+    evaluate.main([f"ckpt_path={run_dir}"])
+    assert f"{results['test_acc']:.2%}" in capsys.readouterr().out
+    predict.main([f"ckpt_path={run_dir}", f"images={work}"])
+    assert "shirt.png" in capsys.readouterr().out
+    inspect.main([f"ckpt_path={run_dir}", f"--out={tmp_path / 'inspect'}"])
+    assert f"TinyNet: {results['parameters']:,} parameters" in capsys.readouterr().out
+    compare.main([str(outputs / "runs"), f"--out={tmp_path / 'compare'}"])
+    assert f"{results['test_acc'] * 100:.2f}" in capsys.readouterr().out

@@ -30,4 +30,4 @@ python -m fashion_lab experiment=dilation_study model=dilated_v2 trainer=gpu pat
   trainer.enable_progress_bar=false > "$log/pilot_v2.txt" 2>&1 &
 t=$SECONDS; wait; echo "=== pilots done after $((SECONDS - t)) s"
 tail -n 3 "$log"/pilot_*.txt
-step python -m fashion_lab.benchmark --epochs 4 trainer=gpu data.batch_size=1024 data.eval_batch_size=5000 model.compile=true
+step python -m fashion_lab.benchmark --epochs 4 trainer=gpu data.batch_size=1024 data.eval_batch_size=5000 module.compile=true

@@ -10,7 +10,7 @@ step python -m pytest -q -p no:cacheprovider tests/test_gpu.py
 bench="python -m fashion_lab.benchmark --epochs 4 trainer=gpu"
 step $bench
 step $bench data.batch_size=1024 data.eval_batch_size=5000
-step $bench data.batch_size=1024 data.eval_batch_size=5000 model.compile=true
+step $bench data.batch_size=1024 data.eval_batch_size=5000 module.compile=true
 for m in dilated_v2 resnet; do
   step python -m fashion_lab.benchmark --epochs 2 trainer=gpu model=$m data.batch_size=256
 done
