@@ -47,7 +47,7 @@ cases=(
   "model=dilated_v2 model.dilations=[1.5,2]"
   "model=dilated_v2 model.dilations=[1,2,4,16]"
   "optimizer.lr=-1"
-  "optimizer.lr=-0.1"
+  "optimizer.weight_decay=-1"
   "data.batch_size=0"
   "data.batch_size=60000"
   "data.val_size=60000"
@@ -86,8 +86,18 @@ cases=(
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
 for args in "${cases[@]}"; do
+  # Hydra's options (and their values) first, then $quick, then the case's overrides, which win
+  opts=() overrides=() takes_value=""
+  for word in $args; do
+    if [ -n "$takes_value" ] || [[ $word == -* ]]; then
+      opts+=("$word")
+      [[ $word == -cn || $word == --config-name || $word == -cd || $word == --config-dir || $word == --cfg || $word == -c ]] && takes_value=1 || takes_value=""
+    else
+      overrides+=("$word")
+    fi
+  done
   # shellcheck disable=SC2086
-  out=$(python -m fashion_lab $args $quick 2>&1)
+  out=$(python -m fashion_lab "${opts[@]}" $quick "${overrides[@]}" 2>&1)
   code=$?
   shown=${args//$work/\$TMP}
   last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)
