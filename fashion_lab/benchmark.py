@@ -26,12 +26,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
 from fashion_lab import build, schema
-from fashion_lab.callbacks import EpochSeeder, RunRecorder
+from fashion_lab.callbacks import RunRecorder
 from fashion_lab.config import REPO_ROOT, compose_config, to_dict
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError, command
@@ -61,10 +60,7 @@ def framework_path(cfg: DictConfig) -> dict[str, Any]:
     """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
     run = build.settings(cfg)
     recorder = RunRecorder()
-    callbacks = [recorder]
-    if cfg.seed is not None:  # as a training run is: the same seed, the same accuracy
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        callbacks.append(EpochSeeder(cfg.seed))
+    callbacks = [recorder, *build.seeding(cfg.seed)]  # as a run is: same seed, same accuracy
     datamodule = build.datamodule(cfg, run.steps_per_call)
     module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
     trainer = build.trainer(cfg, run, callbacks)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fashion_lab.adapters import locate
+from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError, check_types, one_sentence
@@ -114,6 +115,15 @@ def settings(cfg: DictConfig, job_index: int | None = None) -> Settings:
             "raise data.batch_size instead, or set module.steps_per_call=1."
         )
     return Settings(trainer=trainer, steps_per_call=steps)
+
+
+def seeding(seed: int | None) -> list[pl.Callback]:
+    """Seed everything from `seed` (None: leave the run unseeded); the callbacks that keep it so
+    (each epoch's randomness then depends only on the seed and the epoch)."""
+    if seed is None:
+        return []
+    pl.seed_everything(seed, workers=True, verbose=False)
+    return [EpochSeeder(seed)]
 
 
 def network(model: Mapping[str, Any]) -> nn.Module:

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab import build, schema, sweep
-from fashion_lab.callbacks import ConfigPrinter, EpochSeeder, RunRecorder
+from fashion_lab.callbacks import ConfigPrinter, RunRecorder
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
 from fashion_lab.errors import (
@@ -64,9 +64,7 @@ def fit_and_test(
     callbacks: list[pl.Callback] = [recorder]
     if cfg.print_config and not sweeping():
         callbacks.append(ConfigPrinter(config_tree(cfg)))
-    if cfg.seed is not None:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        callbacks.append(EpochSeeder(cfg.seed))
+    callbacks += build.seeding(cfg.seed)
     datamodule = build.datamodule(cfg, run.steps_per_call)
     net = build.network(cfg.model)
     module = build.module(cfg, net, run, config)
