@@ -69,7 +69,7 @@ def claim(new_dir: str) -> str:
                 Path(candidate).mkdir(parents=True)
             except FileExistsError:
                 continue
-            except OSError:  # cannot be created: check_writable has said so, or Hydra will
+            except OSError:  # cannot be created: Hydra fails making it, and train.main says so
                 candidate = new_dir
             _CLAIMED[new_dir] = candidate
             break
