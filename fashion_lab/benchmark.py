@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from fashion_lab import build, schema
+from fashion_lab import build, schema, speed
 from fashion_lab.callbacks import RunRecorder
 from fashion_lab.config import REPO_ROOT, compose_config, to_dict
 from fashion_lab.data import FashionMNISTDataModule
@@ -56,9 +56,8 @@ def steady(values: list[float]) -> list[float]:
     return values[1:] or values
 
 
-def framework_path(cfg: DictConfig) -> dict[str, Any]:
+def framework_path(cfg: DictConfig, run: build.Settings) -> dict[str, Any]:
     """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
-    run = build.settings(cfg)
     recorder = RunRecorder()
     callbacks = [recorder, *build.seeding(cfg.seed)]  # as a run is: same seed, same accuracy
     datamodule = build.datamodule(cfg, run.steps_per_call)
@@ -85,22 +84,20 @@ DTYPES = {"64": torch.float64, "32": torch.float32, "bf16": torch.bfloat16, "16"
 
 
 def hand_loop(
-    cfg: DictConfig, datamodule: FashionMNISTDataModule, epochs: int, precision: str
+    cfg: DictConfig, run: build.Settings, datamodule: FashionMNISTDataModule, epochs: int
 ) -> dict[str, Any]:
-    """The same training as a minimal loop: index, normalize, forward, backward, step.
-
-    `precision` is Lightning's name of the framework run's ("bf16-mixed": autocast; "64-true":
-    weights and inputs in that dtype).
+    """The same training as a minimal loop: index, normalize, forward, backward, step, at the
+    run's precision ("bf16-mixed": autocast; "64-true": weights and inputs in that dtype) and
+    memory format.
     """
-    run = build.settings(cfg)
     device = torch.device("cuda" if run.accelerator == "gpu" else "cpu")
-    kind, _, mode = precision.partition("-")
+    kind, _, mode = run.trainer["precision"].partition("-")
     dtype = DTYPES[kind]
     autocast = torch.autocast(device.type, dtype=dtype) if mode == "mixed" else nullcontext()
     weights = dtype if mode == "true" else torch.float32
     torch.manual_seed(cfg.seed or 0)
     net = build.network(cfg.model).to(device, weights)
-    channels_last = cfg.module.channels_last
+    channels_last = run.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = build.instantiate(cfg.optimizer, "optimizer")(params=net.parameters())
@@ -215,6 +212,8 @@ def table(report: dict[str, Any]) -> str:
     if "keras" in report:
         lines.append(f"framework / Keras epoch time: {report['epoch_time_vs_keras']:.3f}")
         lines.append(f"framework / Keras images/s: {report['framework_vs_keras']:.3f}")
+    if report.get("speed"):
+        lines.append(f"picked: {speed.describe(report['speed'])}")
     lines.append(
         f"peak RSS: framework {report['peak_rss_mb']['framework']:.0f} MB, "
         f"whole process {report['peak_rss_mb']['process']:.0f} MB"
@@ -259,8 +258,12 @@ def main(argv: list[str] | None = None) -> None:
             *args.overrides,
         ]
         cfg = schema.check(compose_config(overrides, Path(tmp) / "run0"))
+        datamodule = build.datamodule(cfg)  # the hand loop's: one batch per step
+        # what null leaves is measured here, before any epoch, once the data is checked
+        run = build.settings(cfg, prepare=datamodule.setup)
+        datamodule.setup()
         profiler = cProfile.Profile() if args.profile else None
-        pairs, datamodule, framework_rss, precision = [], None, 0.0, ""
+        pairs, framework_rss = [], 0.0
         for repeat in range(args.repeats):
             pair: dict[str, dict[str, Any]] = {}
             # ABBA order: a machine that drifts slower or faster favours neither path
@@ -271,14 +274,10 @@ def main(argv: list[str] | None = None) -> None:
                 if path == "framework":
                     cfg.paths.output_dir = str(Path(tmp) / f"run{repeat}")
                     with profiler if profiler and repeat == 0 else nullcontext():
-                        pair[path] = framework_path(cfg)
+                        pair[path] = framework_path(cfg, run)
                     framework_rss = framework_rss or peak_rss_mb()
-                    precision = pair[path]["precision"]
-                else:  # after the first framework run, which says the precision
-                    if datamodule is None:
-                        datamodule = build.datamodule(cfg)
-                        datamodule.setup()
-                    pair[path] = hand_loop(cfg, datamodule, args.epochs, precision)
+                else:
+                    pair[path] = hand_loop(cfg, run, datamodule, args.epochs)
             pairs.append(pair)
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
@@ -287,7 +286,10 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "model": cfg.model_name,
         "batch_size": cfg.data.batch_size,
-        "steps_per_call": build.settings(cfg).steps_per_call,
+        "steps_per_call": run.steps_per_call,
+        "precision": run.trainer["precision"],
+        "channels_last": run.channels_last,
+        "speed": run.speed.record() if run.speed else None,
         "epochs": args.epochs,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -3,8 +3,9 @@ and Trainer built from them. The one place where config values meet constructors
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,17 +17,15 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fashion_lab import speed
 from fashion_lab.adapters import locate
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule
 from fashion_lab.errors import UserError, check_types, one_sentence
-from fashion_lab.hardware import resolve_devices
+from fashion_lab.hardware import fastest_precision, resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
-
-CPU_STEPS_PER_CALL = 4
-"""`module.steps_per_call` that null picks on a CPU: the fastest measured there (RESULTS.md)."""
 
 
 def instantiate(node: Any, key: str, **kwargs) -> Any:
@@ -67,21 +66,75 @@ def instantiate(node: Any, key: str, **kwargs) -> Any:
 @dataclass(frozen=True)
 class Settings:
     """What a run's config leaves to be derived, derived once: the Trainer's arguments (devices
-    and precision resolved) and the optimizer steps per training call."""
+    and precision resolved), the memory format, the optimizer steps per training call, and the
+    speed measurement that picked what the config left null."""
 
     trainer: dict[str, Any]
     steps_per_call: int
+    channels_last: bool = True
+    speed: speed.Choice | None = None
 
     @property
     def accelerator(self) -> str:
         return self.trainer["accelerator"]
 
 
-def settings(cfg: DictConfig, job_index: int | None = None) -> Settings:
+def _one_device(trainer: Mapping[str, Any]) -> torch.device | None:
+    """The device of a run in one process on one device; None for several processes."""
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, list | tuple) and len(devices) == 1:
+        index = int(devices[0])
+    elif devices in (1, "1") or (devices == "auto" and trainer["accelerator"] == "cpu"):
+        index = 0
+    else:
+        return None
+    if trainer.get("num_nodes", 1) != 1 or trainer.get("strategy", "auto") not in (
+        "auto",
+        "single_device",
+    ):
+        return None
+    return torch.device("cpu") if trainer["accelerator"] == "cpu" else torch.device("cuda", index)
+
+
+def _speed_choice(
+    cfg: DictConfig, trainer: dict[str, Any], steps: int | None, prepare: Callable[[], Any]
+) -> speed.Choice:
+    """`trainer.precision`, `module.channels_last` and `module.steps_per_call` as given, or
+    (null) the fastest measured for the run's network and batch size on its device. Several
+    processes, which could each measure differently, take bf16 by the device's flags,
+    channels-last and one step per call."""
+    precision, channels_last = trainer.get("precision"), cfg.module.channels_last
+    fallback = fastest_precision(trainer["accelerator"])
+    device = _one_device(trainer)
+    if device is None or trainer["accelerator"] not in ("cpu", "gpu"):
+        return speed.Choice(
+            precision or fallback,
+            True if channels_last is None else channels_last,
+            steps_per_call=steps or 1,
+        )
+    prepare()
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return speed.choose(
+        lambda: network(model),
+        lambda params: instantiate(cfg.optimizer, "optimizer")(params=params),
+        network_key=json.dumps(model, sort_keys=True, default=str),
+        batch_size=cfg.data.batch_size,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        steps_per_call=steps,
+        fallback=fallback,
+    )
+
+
+def settings(
+    cfg: DictConfig, job_index: int | None = None, prepare: Callable[[], Any] = lambda: None
+) -> Settings:
     """The run's Settings (see `Settings`); sweep job `job_index` spreads over visible GPUs.
 
-    `module.steps_per_call` null picks CPU_STEPS_PER_CALL for one CPU process; 1 on GPUs (not
-    measured yet), under several processes or gradient accumulation (which refuse groups), and
+    What the config leaves null is measured (`fashion_lab.speed`), after `prepare()` (the
+    data's checks, so that a bad batch size is said before it is timed); `module.steps_per_call`
+    null is 1 under several processes or gradient accumulation (which refuse groups), and
     where `limit_train_batches` or `val_check_interval` count batches (they would count calls).
 
     Raises:
@@ -89,7 +142,7 @@ def settings(cfg: DictConfig, job_index: int | None = None) -> Settings:
     """
     trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     trainer.pop("_target_", None)
-    check_types(pl.Trainer, trainer, "trainer")
+    check_types(pl.Trainer, {k: v for k, v in trainer.items() if v is not None}, "trainer")
     if cfg.train and trainer.get("max_epochs") == 0:
         raise UserError(
             "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "
@@ -97,24 +150,25 @@ def settings(cfg: DictConfig, job_index: int | None = None) -> Settings:
         )
     steps = cfg.module.steps_per_call
     if steps is None:
-        one_cpu_process = (
-            trainer["accelerator"] == "cpu"
-            and trainer.get("devices", "auto") in (1, "1", "auto")
-            and trainer.get("num_nodes", 1) == 1
-            and trainer.get("strategy", "auto") in ("auto", "single_device")
-        )
         counts_batches = any(
             isinstance(trainer.get(key), int) and not isinstance(trainer.get(key), bool)
             for key in ("limit_train_batches", "val_check_interval")
         )
         plain = trainer.get("accumulate_grad_batches", 1) == 1 and not counts_batches
-        steps = CPU_STEPS_PER_CALL if one_cpu_process and plain else 1
-    if steps > 1 and trainer.get("accumulate_grad_batches", 1) != 1:
+        steps = None if plain and _one_device(trainer) is not None else 1
+    if steps is not None and steps > 1 and trainer.get("accumulate_grad_batches", 1) != 1:
         raise UserError(
             "trainer.accumulate_grad_batches does not combine with module.steps_per_call > 1; "
             "raise data.batch_size instead, or set module.steps_per_call=1."
         )
-    return Settings(trainer=trainer, steps_per_call=steps)
+    choice = _speed_choice(cfg, trainer, steps, prepare)
+    trainer["precision"] = choice.precision
+    return Settings(
+        trainer,
+        choice.steps_per_call or 1,
+        choice.channels_last,
+        choice if choice.measured or choice.call_ms is not None else None,
+    )
 
 
 def seeding(seed: int | None) -> list[pl.Callback]:
@@ -165,7 +219,7 @@ def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitC
         optimizer=instantiate(cfg.optimizer, "optimizer"),
         scheduler=scheduler,
         label_smoothing=cfg.module.label_smoothing,
-        channels_last=cfg.module.channels_last,
+        channels_last=run.channels_last,
         num_prediction_samples=cfg.module.num_prediction_samples,
         steps_per_call=run.steps_per_call,
         gradient_clip_val=run.trainer.get("gradient_clip_val"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
+
+log = logging.getLogger(__name__)
 
 
 def _scalar(value) -> float | None:
@@ -162,18 +165,23 @@ class StepProgressBar(RichProgressBar):
 
 
 class ConfigPrinter(pl.Callback):
-    """Prints the run's config (a rich Tree) once its objects are set up, the optimizer and
-    schedule included, so that an error in any of them is the run's whole output."""
+    """Prints the run's config (a rich Tree, or None) and then a line of the run's (the speed
+    choice, logged) once its objects are set up, the optimizer and schedule included, so that
+    an error in any of them is the run's whole output."""
 
-    def __init__(self, tree: Any) -> None:
+    def __init__(self, tree: Any, line: str | None = None) -> None:
         self.tree = tree
+        self.line = line
         self.printed = False
 
     def _print(self, trainer: pl.Trainer) -> None:
         if not self.printed and trainer.is_global_zero:
-            from rich.console import Console
+            if self.tree is not None:
+                from rich.console import Console
 
-            Console(stderr=True).print(self.tree)
+                Console(stderr=True).print(self.tree)
+            if self.line:
+                log.info(self.line)
         self.printed = True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,4 +1,4 @@
-"""Device choices: `trainer.gpus` translation, GPU checks, and the fastest precision."""
+"""Device choices: `trainer.gpus` translation, GPU checks, and a precision by the device's flags."""
 
 from __future__ import annotations
 
@@ -22,11 +22,10 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def fastest_precision(accelerator: str) -> str:
-    """bf16 autocast where the device runs it faster than fp32, else full precision.
-
-    On CPUs without bf16 hardware, bf16 autocast was measured about 6x slower than fp32
-    (AVX2 EPYC), while on AMX it was 1.6x faster: the choice must follow the hardware.
-    """
+    """The precision a null `trainer.precision` gets where it cannot be measured (several
+    processes): bf16 autocast where the device has bf16 hardware, else full precision. The
+    flags are only a guess: a CPU with avx512_bf16 ran bf16 1.4x slower than fp32
+    (fashion_lab.speed measures instead)."""
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
@@ -36,9 +35,9 @@ def resolve_devices(trainer_cfg: dict[str, Any], job_index: int | None = None) -
     """Turn a trainer config into Lightning Trainer arguments.
 
     `gpus` (removed in Lightning 2) becomes accelerator/devices; a GPU request on a machine
-    without one, or for more GPUs than are visible, is a UserError; a null precision
-    becomes the fastest one for the device. Sweep job `job_index` that asks for one GPU
-    while several are visible gets GPU `job_index mod n`, so parallel jobs spread out.
+    without one, or for more GPUs than are visible, is a UserError. Sweep job `job_index` that
+    asks for one GPU while several are visible gets GPU `job_index mod n`, so parallel jobs
+    spread out.
     """
     cfg = dict(trainer_cfg)
     gpus = cfg.pop("gpus", None)
@@ -70,8 +69,6 @@ def resolve_devices(trainer_cfg: dict[str, Any], job_index: int | None = None) -
     cfg["accelerator"] = accelerator
     if accelerator == "gpu" and job_index is not None and available > 1 and cfg.get("devices") == 1:
         cfg["devices"] = [job_index % available]
-    if cfg.get("precision") is None:
-        cfg["precision"] = fastest_precision(accelerator)
     if cfg.get("benchmark") is None:
         cfg["benchmark"] = accelerator == "gpu" and not cfg.get("deterministic")
     return cfg

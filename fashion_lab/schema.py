@@ -83,7 +83,7 @@ class ModuleConfig:
     num_prediction_samples: int = 32
     # optimizer steps per Lightning training step; null: measured default (build.py)
     steps_per_call: int | None = None
-    channels_last: bool = True
+    channels_last: bool | None = None
     compile: bool = False
 
     def __post_init__(self) -> None:

@@ -58,14 +58,21 @@ def fit_and_test(
     cfg: DictConfig, resume: Path | None, results: dict[str, Any], recorder: RunRecorder
 ) -> None:
     """The pipeline: objects from the checked config, fit, test; figures into `results`."""
-    run = build.settings(cfg, HydraConfig.get().job.num if sweeping() else None)
-    config = to_dict(cfg)  # stored in checkpoints, with the value null picked
-    config["module"]["steps_per_call"] = run.steps_per_call
+    datamodule = build.datamodule(cfg)
+    # the data read and checked (a batch larger than the split) before any speed is timed
+    run = build.settings(cfg, HydraConfig.get().job.num if sweeping() else None, datamodule.setup)
+    datamodule.steps_per_call = run.steps_per_call
+    config = to_dict(cfg)  # stored in checkpoints, with the values null picked
+    config["module"].update(steps_per_call=run.steps_per_call, channels_last=run.channels_last)
+    config["trainer"]["precision"] = run.trainer["precision"]
+    if run.speed is not None:
+        results["speed"] = run.speed.record()
     callbacks: list[pl.Callback] = [recorder]
-    if cfg.print_config and not sweeping():
-        callbacks.append(ConfigPrinter(config_tree(cfg)))
+    tree = config_tree(cfg) if cfg.print_config and not sweeping() else None
+    line = run.speed.line(f"{cfg.model_name} at batch {cfg.data.batch_size}") if run.speed else None
+    if tree is not None or line:
+        callbacks.append(ConfigPrinter(tree, line))
     callbacks += build.seeding(cfg.seed)
-    datamodule = build.datamodule(cfg, run.steps_per_call)
     net = build.network(cfg.model)
     module = build.module(cfg, net, run, config)
     trainer = build.trainer(cfg, run, callbacks)

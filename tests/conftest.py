@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from fashion_lab import build
 from fashion_lab.config import compose_config, to_dict
 
 REPO = Path(__file__).resolve().parent.parent
+# the speed measurements of tests (fashion_lab.speed) never reach the user's cache
+os.environ.setdefault("FASHION_LAB_SPEED_CACHE", str(Path(tempfile.mkdtemp()) / "speed.json"))
 REAL_DATA = Path(os.environ.get("FASHION_LAB_REAL_DATA", "/usr/share/datasets/fashion-mnist"))
 
 
@@ -82,6 +85,9 @@ def tiny_overrides(data_dir: Path, log_dir: Path) -> list[str]:
         "trainer.enable_model_summary=false",
         "trainer.log_every_n_steps=1",
         "module.num_prediction_samples=8",
+        # pinned, not timed: a test's figures must not depend on which precision won today
+        "trainer.precision=32-true",
+        "module.channels_last=true",
     ]
 
 

@@ -29,7 +29,7 @@ def gpus(monkeypatch):
 def test_gpus_becomes_accelerator_and_devices(gpus):
     gpus(2)
     out = resolve_devices({"gpus": 1, "accelerator": "auto", "devices": "auto", "precision": None})
-    assert (out["accelerator"], out["devices"], out["precision"]) == ("gpu", 1, "bf16-mixed")
+    assert (out["accelerator"], out["devices"]) == ("gpu", 1)
     assert "gpus" not in out
     assert resolve_devices({"gpus": -1})["devices"] == 2
     assert resolve_devices({"gpus": 0})["accelerator"] == "cpu"
@@ -58,12 +58,15 @@ def test_gpus_must_be_a_count(value):
         resolve_devices({"gpus": value})
 
 
-def test_cpu_precision_follows_the_hardware(gpus, monkeypatch):
+def test_the_precision_for_several_processes_follows_the_flags(gpus, monkeypatch):
+    """Where no measurement is made (several processes), null precision goes by the flags;
+    resolve_devices itself leaves precision to build.settings."""
     gpus(0)
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
-    assert resolve_devices({"precision": None})["precision"] == "32-true"
+    assert hardware.fastest_precision("cpu") == "32-true"
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
-    assert resolve_devices({"precision": None})["precision"] == "bf16-mixed"
+    assert hardware.fastest_precision("cpu") == "bf16-mixed"
+    assert resolve_devices({"precision": None})["precision"] is None
     assert resolve_devices({"precision": "64-true"})["precision"] == "64-true"
 
 

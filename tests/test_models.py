@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -31,9 +33,22 @@ def test_python_defaults_match_the_preset_configs(name):
 
 
 def test_cnn_matches_the_source_readme():
+    """The source's layers, each block pooling before its ReLU: the same outputs and gradients
+    as Conv-ReLU-MaxPool, bit for bit."""
     net = create_model("cnn")
     assert sum(p.numel() for p in net.parameters()) == 225_034
-    assert [type(m).__name__ for m in net][:6] == ["Conv2d", "ReLU", "MaxPool2d"] * 2
+    assert [type(m).__name__ for m in net][:6] == ["Conv2d", "MaxPool2d", "ReLU"] * 2
+    keras_order = copy.deepcopy(net)
+    for i in (1, 4):  # swap back to Conv-ReLU-MaxPool; the parameters keep their indices
+        keras_order[i], keras_order[i + 1] = keras_order[i + 1], keras_order[i]
+    assert type(keras_order[1]).__name__ == "ReLU"
+    x = torch.randn(16, 1, 28, 28)
+    for model in (net, keras_order):
+        model.eval()
+        model(x).square().sum().backward()
+    assert torch.equal(net(x), keras_order(x))
+    for a, b in zip(net.parameters(), keras_order.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
 
 
 @pytest.mark.parametrize(

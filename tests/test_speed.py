@@ -1,0 +1,192 @@
+"""Speed choices that null leaves (fashion_lab.speed): timed, picked with margins, cached."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fashion_lab import build, speed
+from fashion_lab.models import create_model
+from tests.conftest import compose_run, tiny_overrides
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path):
+    """Each test starts with no measurements."""
+    monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "own" / "speed.json"))
+
+
+def _choose(figures: dict[str, float], calls: list[str] | None = None, **given):
+    """speed.choose with a timer that answers `figures` (label -> images/s) and notes each call."""
+
+    def timer(make_network, make_optimizer, batch, device, precision, channels_last):
+        name = speed.label(precision, channels_last)
+        if calls is not None:
+            calls.append(name)
+        return figures[name]
+
+    options = {"precision": None, "channels_last": None} | given
+    return speed.choose(
+        lambda: nn.Linear(1, 1),
+        lambda params: torch.optim.SGD(params, lr=0.1),
+        network_key="net",
+        batch_size=128,
+        device=CPU,
+        fallback="32-true",
+        timer=timer,
+        **options,
+    )
+
+
+FIGURES = {
+    "32-true/channels_last": 1000.0,
+    "32-true/contiguous": 900.0,
+    "bf16-mixed/channels_last": 1050.0,
+    "bf16-mixed/contiguous": 1300.0,
+}
+
+
+def test_a_mixed_precision_needs_a_clear_lead_and_the_format_follows():
+    # bf16 5% faster: within the margin, so fp32 (the numbers a near-tie must not flip)
+    choice = _choose(FIGURES)
+    assert (choice.precision, choice.channels_last) == ("32-true", True)
+    assert list(choice.measured) == [
+        "32-true/channels_last",
+        "bf16-mixed/channels_last",
+        "32-true/contiguous",
+    ]
+    assert not choice.cached
+
+
+def test_the_faster_precision_and_format_win():
+    figures = FIGURES | {"bf16-mixed/channels_last": 1200.0}
+    choice = _choose(figures)
+    assert (choice.precision, choice.channels_last) == ("bf16-mixed", False)
+    assert choice.measured["bf16-mixed/contiguous"] == 1300
+    assert "bf16-mixed, contiguous" in choice.line("cnn at batch 128")
+
+
+def test_given_values_are_never_timed():
+    calls: list[str] = []
+    choice = _choose(FIGURES, calls, precision="64-true", channels_last=False)
+    assert (choice.precision, choice.channels_last, calls) == ("64-true", False, [])
+    assert not choice.measured
+    # only the format left: timed at the given precision
+    choice = _choose(FIGURES, calls, precision="bf16-mixed")
+    assert calls == ["bf16-mixed/channels_last", "bf16-mixed/contiguous"]
+    assert (choice.precision, choice.channels_last) == ("bf16-mixed", False)
+
+
+def test_a_second_run_reads_the_cache_and_a_damaged_cache_is_measured_again(monkeypatch, tmp_path):
+    path = tmp_path / "cache" / "speed.json"
+    monkeypatch.setenv(speed.CACHE_ENV, str(path))
+    calls: list[str] = []
+    first = _choose(FIGURES, calls)
+    assert len(calls) == 3 and path.is_file()
+    second = _choose(FIGURES, calls)
+    assert len(calls) == 3 and second.cached
+    assert (second.precision, second.channels_last) == (first.precision, first.channels_last)
+    assert str(path) in second.line("cnn")
+    path.write_text("{not json")
+    third = _choose(FIGURES, calls)
+    assert len(calls) == 6 and not third.cached
+    assert json.loads(path.read_text())["entries"]  # rewritten whole
+
+
+def test_a_cache_that_cannot_be_written_costs_only_a_measurement(monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(speed.CACHE_ENV, str(blocker / "speed.json"))  # under a file: cannot
+    choice = _choose(FIGURES)
+    assert choice.precision == "32-true" and not choice.cached
+
+
+def test_a_network_that_cannot_be_timed_gets_the_fallback():
+    def broken(*args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    choice = speed.choose(
+        lambda: nn.Linear(1, 1),
+        lambda params: torch.optim.SGD(params, lr=0.1),
+        network_key="net",
+        batch_size=8,
+        device=CPU,
+        precision=None,
+        channels_last=None,
+        fallback="bf16-mixed",
+        timer=broken,
+    )
+    assert (choice.precision, choice.channels_last, choice.measured) == ("bf16-mixed", True, {})
+
+
+def test_timing_real_steps_keeps_the_callers_random_state():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    rate = speed.time_steps(
+        lambda: create_model("cnn"),
+        lambda params: torch.optim.Adam(params),
+        16,
+        CPU,
+        "32-true",
+        True,
+    )
+    assert rate > 0
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_null_config_is_measured_with_the_runs_network_and_kept(monkeypatch, tiny_data, tmp_path):
+    monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "speed.json"))
+    seen = []
+
+    def timer(make_network, make_optimizer, batch, device, precision, channels_last):
+        net = make_network()
+        make_optimizer(net.parameters())
+        seen.append((type(net).__name__, batch, device.type))
+        return FIGURES[speed.label(precision, channels_last)] * (1.5 if "bf16" in precision else 1)
+
+    monkeypatch.setattr(speed, "time_steps", timer)
+    monkeypatch.setattr(speed, "call_overhead_s", lambda device: 0.001)
+    overrides = [*tiny_overrides(tiny_data, tmp_path), "trainer.precision=null"]
+    cfg = compose_run([*overrides, "module.channels_last=null", "model=dilated_v2"], tmp_path)
+    run = build.settings(cfg)
+    assert run.trainer["precision"] == "bf16-mixed" and run.channels_last is False
+    assert seen[0] == ("DilatedNet", 64, "cpu")
+    # a step of 64 / (1300 * 1.5) s = 33 ms, a call costs 1 ms: 4 steps bring it under 1%
+    assert run.steps_per_call == 4 and run.speed.call_ms == 1.0
+    assert build.module(cfg, build.network(cfg.model), run, {}).channels_last is False
+    # several processes: no measurement, the flags' guess
+    seen.clear()
+    ddp = build.settings(compose_run([*overrides, "trainer=ddp"], tmp_path))
+    assert seen == [] and ddp.speed is None
+    assert ddp.trainer["precision"] in ("32-true", "bf16-mixed")
+
+
+@pytest.mark.slow
+def test_a_run_says_its_choice_and_keeps_it_in_results_and_checkpoints(tiny_data, tmp_path):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "run"
+    done = run_cli(
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.precision=null",
+        "module.channels_last=null",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={out}",
+    )
+    assert done.returncode == 0, done.stderr
+    output = (done.stdout + done.stderr).splitlines()
+    line = next(x for x in output if "Speed for cnn at batch 64" in x)
+    results = json.loads((out / "results.json").read_text())
+    chosen = results["speed"]
+    assert set(chosen["images_per_s"]) >= {"32-true/channels_last", "bf16-mixed/channels_last"}
+    assert f"{chosen['precision']}, " in line and results["precision"] == chosen["precision"]
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    kept = checkpoint["fashion_lab_config"]
+    assert kept["trainer"]["precision"] == chosen["precision"]
+    assert kept["module"]["channels_last"] == chosen["channels_last"]
