@@ -17,12 +17,18 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 
 def test_the_brief_command_trains_on_the_gpu(tiny_data, tmp_path):
-    done = run_cli("model=dilated_v2", "trainer.gpus=1", *tiny_overrides(tiny_data, tmp_path))
+    done = run_cli(
+        "model=dilated_v2",
+        "trainer.gpus=1",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.precision=null",  # timed on the GPU (fashion_lab.speed)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     [results] = tmp_path.rglob("results.json")
     results = json.loads(results.read_text())
-    assert results["status"] == "completed"
-    assert results["device"].startswith("cuda") and results["precision"] == "bf16-mixed"
+    assert results["status"] == "completed" and results["device"].startswith("cuda")
+    assert results["precision"] == results["speed"]["precision"]
+    assert "32-true/channels_last" in results["speed"]["images_per_s"]
 
 
 class SyncCounter(pl.Callback):
@@ -44,8 +50,8 @@ def test_training_steps_read_the_gpu_only_every_log_every_n_steps(
     tiny_data, tmp_path, steps_per_call
 ):
     overrides = [
-        f"module.steps_per_call={steps_per_call}",
         *tiny_overrides(tiny_data, tmp_path),
+        f"module.steps_per_call={steps_per_call}",
         "trainer=gpu",
         "trainer.max_epochs=2",
         "trainer.log_every_n_steps=4",
