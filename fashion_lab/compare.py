@@ -2,10 +2,13 @@
 
     python -m fashion_lab.compare DIR [DIR ...] [--out DIR]
 
-Every `results.json` below the given directories is one run. Runs are grouped by the overrides
-that vary between them, seeds excepted, so each group's seeds give a mean and a standard
-deviation. Writes leaderboard.md, leaderboard.csv, val_acc_per_epoch.png and
-test_acc_vs_parameters.png (into --out, by default the first directory) and prints the table.
+Every `results.json` below the given directories is one run; one that cannot be read is named
+and counted, never dropped silently. Runs are grouped by the overrides that vary between them,
+seeds excepted, so each group's seeds give a mean and a standard deviation, and each group's
+difference in mean test accuracy from the best group a 95% confidence interval (paired by seed
+where both groups have the same seeds). Writes leaderboard.md, leaderboard.csv,
+val_acc_per_epoch.png, test_acc_vs_parameters.png and difference_from_best.png (into --out, by
+default the first directory) and prints the table.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ COLUMNS = (
     "runs",
     "failed",
     "test_acc",
+    "vs_best",
     "val_acc_best",
     "parameters",
     "macs",
@@ -55,9 +59,32 @@ COLUMNS = (
 )
 
 
-def load_runs(directories: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Every readable results.json below the directories (each given directory may be a run)."""
-    runs = []
+NUMBERS = ("seed", "test_acc", "val_acc_best", "parameters", "train_time_s", "train_images_per_s")
+"""results.json fields that compare reads as numbers (null allowed)."""
+
+
+def malformed(run: Any) -> str | None:
+    """Why a parsed results.json cannot be compared, or None when it can."""
+    if not isinstance(run, dict):
+        return f"a JSON {type(run).__name__}, not an object"
+    if not isinstance(run.get("status"), str):
+        return "no status"
+    for key in NUMBERS:
+        value = run.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{key} is {value!r}, not a number"
+    if not isinstance(run.get("overrides", []), list):
+        return "overrides is not a list"
+    history = run.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return "history is not a list of epochs"
+    return None
+
+
+def load_runs(directories: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every results.json below the directories (each given directory may be a run): the
+    readable runs, and 'PATH (why)' for each one that is not."""
+    runs, unreadable = [], []
     for directory in directories:
         directory = Path(directory)
         if not directory.is_dir():
@@ -65,16 +92,29 @@ def load_runs(directories: Iterable[str | Path]) -> list[dict[str, Any]]:
         for path in sorted(directory.rglob("results.json")):
             try:
                 run = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+            except OSError as e:
+                unreadable.append(f"{path} ({e.strerror or e})")
+                continue
+            except ValueError as e:  # not JSON, or not UTF-8
+                unreadable.append(f"{path} (not JSON: {str(e).splitlines()[0]})")
+                continue
+            if why := malformed(run):
+                unreadable.append(f"{path} ({why})")
                 continue
             run["run_dir"] = str(path.parent)
             runs.append(run)
     if not runs:
+        where = ", ".join(map(str, directories))
+        if unreadable:
+            raise UserError(
+                f"None of the {len(unreadable)} results.json under {where} can be read "
+                f"({'; '.join(unreadable[:3])}); rerun those runs or point at others."
+            )
         raise UserError(
-            f"No results.json under {', '.join(map(str, directories))}; point at run or sweep "
+            f"No results.json under {where}; point at run or sweep "
             "directories (outputs/runs/..., outputs/multiruns/...)."
         )
-    return runs
+    return runs, unreadable
 
 
 def _settings(run: dict[str, Any]) -> dict[str, str]:
@@ -155,12 +195,102 @@ def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]
     return rows
 
 
+def difference(runs: list[dict[str, Any]], best: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean test accuracy of `runs` minus that of `best`, in points, with a 95% confidence
+    interval: Student's t over per-seed differences where both have the same seeds (each
+    once), else Welch's. None with fewer than two runs on either side."""
+    from scipy import stats
+
+    def by_seed(group: list[dict[str, Any]]) -> list[tuple[Any, float]]:
+        return [
+            (r.get("seed"), float(r["test_acc"]) * 100)
+            for r in group
+            if r.get("status") == "completed" and r.get("test_acc") is not None
+        ]
+
+    a, b = by_seed(runs), by_seed(best)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
+    paired = (
+        None not in seeds_a
+        and len(set(seeds_a)) == len(seeds_a) == len(seeds_b) == len(set(seeds_b))
+        and set(seeds_a) == set(seeds_b)
+    )
+    if paired:
+        accuracy_b = dict(b)
+        diffs = [acc - accuracy_b[seed] for seed, acc in a]
+        mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
+        df = len(diffs) - 1
+    else:
+        xa, xb = [acc for _, acc in a], [acc for _, acc in b]
+        va, vb = statistics.variance(xa) / len(xa), statistics.variance(xb) / len(xb)
+        mean, se = statistics.fmean(xa) - statistics.fmean(xb), (va + vb) ** 0.5
+        df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)) if se else 1
+    half = float(stats.t.ppf(0.975, df)) * se
+    return {
+        "difference": mean,
+        "low": mean - half,
+        "high": mean + half,
+        "paired": paired,
+        "tied": mean - half <= 0 <= mean + half,
+    }
+
+
+def _vs_best(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "- (fewer than 2 runs)"
+    how = "paired by seed" if d["paired"] else "unpaired"
+    tie = ", cannot be told apart" if d["tied"] else ""
+    return f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {how}{tie}"
+
+
+def add_differences(
+    rows: list[dict[str, str]], groups: dict[str, list[dict[str, Any]]]
+) -> dict[str, dict[str, Any] | None]:
+    """Fill each row's `vs_best` (the best is the first row with a test accuracy); return the
+    intervals by group."""
+    tested = [row["group"] for row in rows if row["test_acc"] != "-"]
+    intervals: dict[str, dict[str, Any] | None] = {}
+    for row in rows:
+        name = row["group"]
+        if not tested or name not in tested:
+            row["vs_best"] = "-"
+        elif name == tested[0]:
+            row["vs_best"] = "best"
+        else:
+            intervals[name] = difference(groups[name], groups[tested[0]])
+            row["vs_best"] = _vs_best(intervals[name])
+    return intervals
+
+
+def plot_differences(intervals: dict[str, dict[str, Any] | None], best: str, path: Path) -> None:
+    """Each group's difference from the best with its 95% interval."""
+    drawn = {name: d for name, d in intervals.items() if d is not None}
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.4 * len(drawn)), layout="constrained")
+    for i, d in enumerate(drawn.values()):
+        error = [[d["difference"] - d["low"]], [d["high"] - d["difference"]]]
+        color = "tab:gray" if d["tied"] else "tab:red"
+        ax.errorbar(d["difference"], i, xerr=error, fmt="o", color=color, capsize=4)
+    ax.set_yticks(range(len(drawn)), list(drawn))
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test accuracy minus {best}'s (points, 95% CI; gray: cannot be told apart)")
+    ax.set_title("Difference in mean test accuracy from the best group")
+    ax.grid(alpha=0.3)
+    if not drawn:
+        ax.text(0.5, 0.5, "nothing to plot", ha="center", va="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def markdown(rows: list[dict[str, str]]) -> str:
     header = (
         "group",
         "runs",
         "failed",
         "test acc %",
+        "vs best, points (95% CI)",
         "best val acc %",
         "parameters",
         "MACs/image",
@@ -238,20 +368,29 @@ def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: P
 
 
 def compare(directories: Sequence[str | Path], out: str | Path | None = None) -> str:
-    """Write the leaderboard and plots; return the Markdown table."""
-    groups = group_runs(load_runs(directories))
+    """Write the leaderboard and plots; return the Markdown table, and beneath it the
+    results.json files left out, if any."""
+    runs, unreadable = load_runs(directories)
+    groups = group_runs(runs)
     rows = leaderboard(groups)
+    intervals = add_differences(rows, groups)
     out = Path(out or directories[0])
     check_writable(out, "--out")
-    table = markdown(rows)
-    (out / "leaderboard.md").write_text(table + "\n")
+    report = markdown(rows)
+    if unreadable:
+        report += f"\n\nLeft out: {len(unreadable)} results.json that cannot be read: " + "; ".join(
+            unreadable
+        )
+    (out / "leaderboard.md").write_text(report + "\n")
     with open(out / "leaderboard.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     plot_val_curves(groups, out / "val_acc_per_epoch.png")
     plot_accuracy_vs_parameters(groups, out / "test_acc_vs_parameters.png")
-    return table
+    best = next((row["group"] for row in rows if row["vs_best"] == "best"), "the best")
+    plot_differences(intervals, best, out / "difference_from_best.png")
+    return report
 
 
 @command

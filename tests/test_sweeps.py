@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, tiny_overrides
 
-from fashion_lab.compare import compare, group_runs, leaderboard, load_runs, plot_val_curves
+from fashion_lab.compare import (
+    add_differences,
+    compare,
+    difference,
+    group_runs,
+    leaderboard,
+    load_runs,
+    plot_val_curves,
+)
 from fashion_lab.errors import UserError
 
 # each variant costs ~10 s of the default suite's 10 minutes; CI runs them with the slow tests
@@ -33,8 +41,8 @@ def test_failing_job_is_recorded_and_a_rerun_skips_finished_jobs(tiny_data, tmp_
         "-m",
         "model=cnn,dilated_v2",
         "++model.dilations=[1,2]",
-        "module.channels_last=false",
         *tiny_overrides(tiny_data, tmp_path),
+        "module.channels_last=false",
         "trainer.max_epochs=1",
         f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -89,7 +97,7 @@ def test_leaderboard_groups_over_seeds_with_mean_and_std(tmp_path):
     for seed, acc in enumerate((0.94, 0.96)):
         _fake_run(tmp_path, f"b{seed}", "dilated_v2", seed, acc)
     _fake_run(tmp_path, "c", "dilated_v2", 2, None, status="failed")
-    groups = group_runs(load_runs([tmp_path]))
+    groups = group_runs(load_runs([tmp_path])[0])
     assert set(groups) == {"model=cnn", "model=dilated_v2"}
     rows = leaderboard(groups)
     assert [r["group"] for r in rows] == ["model=dilated_v2", "model=cnn"]
@@ -108,7 +116,7 @@ def test_a_test_accuracy_over_part_of_the_test_split_says_so(tmp_path):
             ("b", "dilated_v2", 0.95, 3_000),
         ):
             _fake_run(tmp_path, f"{name}{seed}", model, seed, acc, test_images=tested)
-    rows = {r["group"]: r["test_acc"] for r in leaderboard(group_runs(load_runs([tmp_path])))}
+    rows = {r["group"]: r["test_acc"] for r in leaderboard(group_runs(load_runs([tmp_path])[0]))}
     assert rows == {
         "model=dilated_v2": "95.00 ± 0.00 (on 3,000 of the 10,000 test images)",
         "model=cnn": "90.00 ± 0.00",
@@ -127,7 +135,7 @@ def test_runs_without_a_validated_epoch_still_get_their_plots(tmp_path):
 def test_validation_curves_skip_the_epochs_that_were_not_validated(tmp_path):
     history = [{"epoch": e, "val/acc": v} for e, v in enumerate((None, 0.8, None, 0.9))]
     _fake_run(tmp_path, "a", "cnn", 0, 0.9, history=history)
-    drawn = plot_val_curves(group_runs(load_runs([tmp_path])), tmp_path / "curves.png")
+    drawn = plot_val_curves(group_runs(load_runs([tmp_path])[0]), tmp_path / "curves.png")
     assert drawn == {"model=cnn": ([2, 4], [80.0, 90.0])}
     assert (tmp_path / "curves.png").stat().st_size > 5_000
 
@@ -145,14 +153,84 @@ def test_groups_by_whatever_varies(tmp_path):
                 overrides=["model=cnn", f"optimizer.lr={lr}", f"seed={seed}"]
                 + ["print_config=false", "~logger", "trainer.enable_progress_bar=false"] * seed,
             )
-    assert set(group_runs(load_runs([tmp_path]))) == {"optimizer.lr=0.1", "optimizer.lr=0.01"}
+    assert set(group_runs(load_runs([tmp_path])[0])) == {"optimizer.lr=0.1", "optimizer.lr=0.01"}
 
 
 def test_test_only_runs_have_no_training_speed(tmp_path):
     _fake_run(tmp_path, "trained", "cnn", 0, 0.9)
     _fake_run(tmp_path, "tested", "cnn", 1, 0.9, train_time_s=None, train_images_per_s=None)
-    (row,) = leaderboard(group_runs(load_runs([tmp_path])))
+    (row,) = leaderboard(group_runs(load_runs([tmp_path])[0]))
     assert (row["train_time_s"], row["train_images_per_s"]) == ("10.0", "500")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "a JSON list, not an object"),
+        (json.dumps({"model": "cnn"}), "no status"),
+        (json.dumps({"status": "completed", "test_acc": "0.9"}), "test_acc is '0.9', not a number"),
+        (json.dumps({"status": "completed", "history": {"epoch": 1}}), "history is not a list"),
+        (b"\xff\xfe\x00", "not JSON"),
+    ],
+)
+def test_an_unreadable_results_file_is_named_and_counted(tmp_path, content, why):
+    for seed in (0, 1):
+        _fake_run(tmp_path, f"a{seed}", "cnn", seed, 0.9)
+    broken = tmp_path / "broken" / "results.json"
+    broken.parent.mkdir()
+    broken.write_bytes(content if isinstance(content, bytes) else content.encode())
+    runs, unreadable = load_runs([tmp_path])
+    assert len(runs) == 2 and len(unreadable) == 1
+    assert unreadable[0].startswith(f"{broken} (") and why in unreadable[0]
+    report = compare([tmp_path])
+    assert f"Left out: 1 results.json that cannot be read: {broken} (" in report
+    assert "Left out" in (tmp_path / "leaderboard.md").read_text()
+    broken.parent.parent.joinpath("a0", "results.json").write_text("{")
+    broken.parent.parent.joinpath("a1", "results.json").write_text("{")
+    with pytest.raises(UserError, match=r"None of the 3 results\.json under .* can be read"):
+        load_runs([tmp_path])
+
+
+def _group(accuracies: dict[int, float]) -> list[dict]:
+    return [{"status": "completed", "seed": s, "test_acc": a} for s, a in accuracies.items()]
+
+
+def test_differences_from_the_best_are_paired_by_seed_when_the_seeds_match():
+    # the dilation study's resnet and dilated_degrid (experiments/dilation_study/README.md)
+    resnet = _group({0: 0.9477, 1: 0.9523, 2: 0.9512})
+    degrid = _group({0: 0.9424, 1: 0.9418, 2: 0.9459})
+    d = difference(degrid, resnet)
+    assert d["paired"] and d["tied"]  # -0.70 points, but 3 seeds cannot rule out 0
+    assert d["difference"] == pytest.approx(-0.7033, abs=1e-3)
+    # per-seed differences -0.53, -1.05, -0.53: sd 0.3002, t(0.975, 2) = 4.3027
+    assert d["high"] - d["difference"] == pytest.approx(4.3027 * 0.3002 / 3**0.5, abs=2e-3)
+    cnn = _group({0: 0.9182, 1: 0.9165, 2: 0.9179})
+    assert not difference(cnn, resnet)["tied"]
+    # other seeds: unpaired (Welch), and wider than paired for a seed-correlated pair
+    shifted = _group({3: 0.9424, 4: 0.9418, 5: 0.9459})
+    welch = difference(shifted, resnet)
+    assert not welch["paired"] and welch["difference"] == pytest.approx(d["difference"])
+    assert difference(_group({0: 0.9}), resnet) is None  # one run: no interval
+
+
+def test_the_leaderboard_marks_the_groups_that_cannot_be_told_from_the_best(tmp_path):
+    for seed, (a, b, c) in enumerate(
+        ((0.95, 0.949, 0.90), (0.96, 0.958, 0.91), (0.955, 0.95, 0.9))
+    ):
+        _fake_run(tmp_path, f"a{seed}", "resnet", seed, a)
+        _fake_run(tmp_path, f"b{seed}", "dilated_v2", seed, b)
+        _fake_run(tmp_path, f"c{seed}", "cnn", seed, c)
+    groups = group_runs(load_runs([tmp_path])[0])
+    rows = leaderboard(groups)
+    intervals = add_differences(rows, groups)
+    vs = {row["group"]: row["vs_best"] for row in rows}
+    assert vs["model=resnet"] == "best"
+    assert vs["model=dilated_v2"].endswith("paired by seed, cannot be told apart")
+    assert vs["model=cnn"].startswith("-5.17 [") and "cannot" not in vs["model=cnn"]
+    assert intervals["model=cnn"]["high"] < 0
+    compare([tmp_path])
+    assert (tmp_path / "difference_from_best.png").stat().st_size > 5_000
 
 
 def test_compare_without_runs_is_one_sentence(tmp_path):
@@ -190,8 +268,8 @@ def _two_model_sweep(launcher: str, tiny_data, tmp_path, *extra: str):
         "-m",
         f"hydra/launcher={launcher}",
         "model=cnn,dilated_v2",
-        "module.channels_last=false",
         *tiny_overrides(tiny_data, tmp_path),
+        "module.channels_last=false",
         "trainer.max_epochs=1",
         *extra,
     )
