@@ -3,8 +3,8 @@
 own network, batch size and device, and cached per machine, torch version, network and batch
 size, so a sweep pays once.
 
-A CPU's flags do not say whether bf16 autocast is faster than fp32 (experiments/benchmark/
-RESULTS.md has CPUs with the same flags going either way); a measurement does.
+A CPU's flags do not say whether bf16 autocast is faster than fp32 (two CPUs with avx512_bf16
+went either way); a measurement does.
 """
 
 from __future__ import annotations
