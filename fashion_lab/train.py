@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab import build, schema, sweep
+from fashion_lab import build, runlock, schema, sweep
 from fashion_lab.callbacks import ConfigPrinter, RunRecorder
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
@@ -158,6 +158,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
+    runlock.hold(output_dir)  # before anything is read or written (a single run: held already)
+    try:
+        return _train(cfg, started, output_dir)
+    finally:
+        runlock.release(output_dir)
+
+
+def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
     resume = resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir)
     if resume is None and sweeping():
         resume = sweep_job_restart(output_dir)
@@ -339,7 +347,7 @@ def main() -> None:
         run()
     except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
         interrupted = True
-    except UserError as e:
+    except (UserError, runlock.Refused) as e:
         say_error(f"Error: {e}")
         sys.exit(2)
     except Exception as e:
