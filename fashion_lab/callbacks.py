@@ -33,7 +33,8 @@ class RunRecorder(pl.Callback):
         self._timing = False  # an epoch's training time is being measured
         self._validated = False  # the epoch under way was validated
         self._stage: str | None = None
-        self.interrupted = False  # stopped by Ctrl-C (Lightning then exits with SystemExit(1))
+        # Ctrl-C or a stop signal (a KeyboardInterrupt: Lightning then exits with SystemExit(1))
+        self.interrupted: KeyboardInterrupt | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stage = stage
@@ -89,7 +90,8 @@ class RunRecorder(pl.Callback):
         )
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
-        self.interrupted = isinstance(exception, KeyboardInterrupt)
+        if isinstance(exception, KeyboardInterrupt):
+            self.interrupted = exception
 
     @property
     def validated_epochs(self) -> list[dict[str, float | int | None]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from fashion_lab.errors import UserError
 
@@ -41,6 +42,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None):
         return load_checkpoint(path, map_location=map_location or "cpu")
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, whose saved state follows the run's directory: a run copied
+    or moved, then resumed, keeps its best score and overwrites its own best.ckpt (Lightning
+    keeps only the old directory's path: the next epoch became "best" whatever its score, saved
+    beside the stale best.ckpt as best-v1.ckpt, which `evaluate ckpt_path=<dir>` did not pick)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+
+            def move(value: Any) -> Any:
+                if isinstance(value, str) and value.startswith(f"{old}/"):
+                    return f"{new}{value[len(old) :]}"
+                return value
+
+            state_dict = {k: move(v) for k, v in state_dict.items()} | {"dirpath": new}
+            state_dict["best_k_models"] = {
+                move(k): v for k, v in (state_dict.get("best_k_models") or {}).items()
+            }
+        super().load_state_dict(state_dict)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -24,10 +24,15 @@ class DataError(UserError):
 
 
 class RunInterrupted(Exception):
-    """The user stopped the run (Ctrl-C); the message says how to continue it.
+    """The user (Ctrl-C) or a signal (`stops.Stopped`, in `stop`) stopped the run; the message
+    says how to continue it.
 
     Not a UserError: a sweep goes on past a job's UserError, but stops when interrupted.
     """
+
+    def __init__(self, message: str, stop: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 def is_rank_zero() -> bool:
@@ -90,19 +95,21 @@ def user_wants_tracebacks() -> bool:
 
 
 def command(main: Callable[..., None]) -> Callable[..., None]:
-    """A command's `main`: a UserError ends in its sentence and exit 2, Ctrl-C in exit 130,
-    neither with a stack trace."""
+    """A command's `main`: a UserError ends in its sentence and exit 2, Ctrl-C or a stop
+    signal (SIGTERM, ...) in exit 128 + the signal's number, neither with a stack trace."""
+    from fashion_lab import stops
 
     @functools.wraps(main)
     def run(*args, **kwargs) -> None:
         try:
-            main(*args, **kwargs)
+            with stops.stop_on_signals():
+                main(*args, **kwargs)
         except UserError as e:
             say_error(f"Error: {e}")
             sys.exit(2)
-        except KeyboardInterrupt:
-            say_error("Interrupted; run the command again.")
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            say_error(f"{stops.opening(e)}; run the command again.")
+            sys.exit(stops.exit_code(e))
 
     return run
 

@@ -1,8 +1,9 @@
 """Resuming: which config a resumed run trains with, and whether it may continue at all.
 
 A resumed run trains with its checkpoint's config; the keys this command line sets (Hydra's
-own list of the task's overrides) are taken from the newly composed config. The network and
-`module.steps_per_call` must stay the checkpoint's.
+own list of the task's overrides) are taken from the newly composed config, except those that
+the checkpoint's state fixes (`FIXED`), which are refused. The network and
+`module.steps_per_call` must stay the checkpoint's too.
 """
 
 from __future__ import annotations
@@ -25,16 +26,31 @@ NOT_SET = object()
 RUN_KEYS = ("ckpt_path", "train", "test", "paths")
 """Keys a resume takes from the new command's config, whatever the checkpoint says."""
 
+FIXED = {
+    "optimizer": "its optimizer's state, the learning rate included, is restored as it was",
+    "scheduler": "its learning-rate schedule is restored as it was",
+    "seed": "its random streams are drawn from the seed it started with",
+    "data.shuffle_seed": "its random streams are drawn from the seed it started with",
+    "data.val_size": "its validation split must stay the one its figures were measured on",
+    "data.split_seed": "its validation split must stay the one its figures were measured on",
+}
+"""Settings (and groups) a resume cannot change, and why: the checkpoint's state holds them."""
 
-def resumed_config(cfg: DictConfig, stored: Mapping[str, Any], overrides: list[str]) -> DictConfig:
-    """The checkpoint's config `stored`, with the keys `overrides` set taken from `cfg`.
+
+def resumed_config(
+    cfg: DictConfig, stored: Mapping[str, Any], overrides: list[str]
+) -> tuple[DictConfig, dict[str, dict[str, Any]]]:
+    """The checkpoint's config `stored`, with the keys `overrides` set taken from `cfg`; and
+    the settings that differ from the checkpoint's ({key: {"from": old, "to": new}}).
 
     Raises:
-        UserError: an override of a group that sets keys all over the config (experiment=...).
+        UserError: an override of a group that sets keys all over the config (experiment=...),
+            or of a setting the checkpoint fixes (`FIXED`).
     """
     merged = OmegaConf.create(relocated(stored, str(cfg.paths.output_dir)))
     for key in RUN_KEYS:
         merged[key] = cfg[key]
+    changed: dict[str, dict[str, Any]] = {}
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group.replace("/", ".")
         if key.startswith("hydra") or key in RUN_KEYS or key.startswith("paths."):
@@ -51,8 +67,43 @@ def resumed_config(cfg: DictConfig, stored: Mapping[str, Any], overrides: list[s
                 f"{override.input_line} cannot change a run that resumes from its checkpoint; "
                 "give the keys it sets one by one, or start a new run (no ckpt_path)."
             )
+        old = OmegaConf.select(merged, key, default=None)
+        old, new = (
+            v if not OmegaConf.is_config(v) else OmegaConf.to_container(v) for v in (old, value)
+        )
+        if old != new:
+            fixed = next((k for k in FIXED if key == k or key.startswith(f"{k}.")), None)
+            if fixed is not None:
+                has = "" if isinstance(old, dict) else f"; it has {key}={_shown(old)}"
+                raise UserError(
+                    f"{override.input_line} cannot change a run that resumes ({FIXED[fixed]}"
+                    f"{has}); resume without it, or start a new run (no ckpt_path)."
+                )
+            changed[key] = {"from": old, "to": new}
         OmegaConf.update(merged, key, value, merge=False, force_add=True)
-    return merged
+    return merged, changed
+
+
+def _shown(value: Any) -> str:
+    """A config value as an override would write it."""
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
+
+
+def resume_entry(
+    previous: Mapping[str, Any] | None, checkpoint: Mapping[str, Any], changed: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What results.json says of a resume: the first epoch it trained, how the run had ended
+    before (its earlier record's status and error), and the settings it changed from then on."""
+    ended = "killed (no record)" if previous is None else str(previous.get("status"))
+    if previous is not None and previous.get("error"):
+        ended += f": {previous['error']}"
+    return {
+        "at_epoch": int(checkpoint.get("epoch", -1)) + 1,
+        "after": ended,
+        "changed": dict(changed),
+    }
 
 
 def relocated(stored: Mapping[str, Any], output_dir: str) -> Any:

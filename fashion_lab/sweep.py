@@ -10,10 +10,13 @@ how far they got; submitit's local job controllers would print their tracebacks 
 jobs a second later. So the launching process does not stop there: it writes STOP_FILE, so that
 no new job starts, and waits for the running jobs, which save their progress and return (the
 controllers ignore Ctrl-C); the sweep then ends as interrupted. A second Ctrl-C stops at once.
+A stop signal (SIGTERM, ...) sent to the launching process alone does the same, and is passed
+on to the workers as SIGTERM (submitit's local controllers pass SIGTERM on to their jobs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -26,6 +29,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from fashion_lab import stops
+
 failed_jobs: list[tuple[str, str]] = []
 """(job directory, reason) of the failed jobs of the last sweep this process ran."""
 
@@ -34,6 +39,9 @@ sweep_dir: str | None = None
 
 interrupted = False
 """Whether the last sweep this process ran was stopped by Ctrl-C, its jobs having returned."""
+
+stopped_by: stops.Stopped | None = None
+"""The stop signal that stopped it (None: Ctrl-C, or not stopped)."""
 
 STOP_FILE = ".interrupted"
 """Written in a sweep directory when its sweep is stopped: jobs that have not started skip."""
@@ -45,6 +53,24 @@ LAUNCHER_PID = "FASHION_LAB_LAUNCHER_PID"
 def in_worker() -> bool:
     """Whether this process runs sweep jobs for another (a parallel launcher's worker)."""
     return os.environ.get(LAUNCHER_PID) not in (None, str(os.getpid()))
+
+
+def in_submitit_job() -> bool:
+    """Whether this process is a submitit job (a SLURM job of hydra/launcher=slurm, or a
+    submitit_local one)."""
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+def take_stop_signals(job_starts: bool) -> None:
+    """In a worker, which runs job after job: stop signals stop a job (taken from
+    `stops.stop_on_signals`) and are ignored between jobs, which a SIGTERM passed on by the
+    launching process would otherwise end with the worker, not the job."""
+    before, after = (
+        (signal.SIG_IGN, signal.SIG_DFL) if job_starts else (signal.SIG_DFL, signal.SIG_IGN)
+    )
+    for s in stops.STOP_SIGNALS:
+        if signal.getsignal(s) is before:  # submitit's handlers stay
+            signal.signal(s, after)
 
 
 def jobs_in_other_processes(config: DictConfig) -> bool:
@@ -119,33 +145,43 @@ class SweepReport(Callback):
     """Prints how many jobs completed now, earlier (skipped) or failed, and why each failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global sweep_dir, interrupted
+        global sweep_dir, interrupted, stopped_by
         self.started = time.time()
         failed_jobs.clear()
         sweep_dir = str(config.hydra.sweep.dir)
-        interrupted = False
+        interrupted, stopped_by = False, None
         clear_stop(sweep_dir)  # left by an earlier, stopped run
-        self.previous_handler = None
+        self.previous_handlers: dict[int, Any] = {}
         if jobs_in_other_processes(config):
             os.environ[LAUNCHER_PID] = str(os.getpid())
-            self.previous_handler = signal.signal(signal.SIGINT, self._stop)
+            for s in (signal.SIGINT, *stops.STOP_SIGNALS):
+                self.previous_handlers[s] = signal.signal(s, self._stop)
             if _submitit_local(config):
                 _controllers_ignore_ctrl_c()
 
     def _stop(self, signum: int, frame: Any) -> None:
-        """The first Ctrl-C of a parallel sweep (the workers have it too)."""
+        """The first Ctrl-C (the workers have it too) or stop signal of a parallel sweep."""
+        global stopped_by
         stop_sweep(sweep_dir)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in (signal.SIGINT, *stops.STOP_SIGNALS):  # a second one stops at once
+            signal.signal(s, signal.default_int_handler)
+        again = "press Ctrl-C again to stop at once"
+        if signum != signal.SIGINT:
+            stopped_by = stops.Stopped(signum)
+            again = f"{stopped_by.name} again stops at once"
+            for pid in stops.child_processes():
+                with contextlib.suppress(OSError):  # ended meanwhile
+                    os.kill(pid, signal.SIGTERM)
         print(
-            "Stopping the sweep: its running jobs save their progress and no new job starts; "
-            "press Ctrl-C again to stop at once.",
+            f"Stopping the sweep: its running jobs save their progress and no new job starts; "
+            f"{again}.",
             file=sys.stderr,
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global interrupted
-        if self.previous_handler is not None:
-            signal.signal(signal.SIGINT, self.previous_handler)
+        for s, handler in self.previous_handlers.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         interrupted = sweep_stopped(sweep_dir)
         clear_stop(sweep_dir)
         jobs = sweep_jobs(Path(config.hydra.sweep.dir))

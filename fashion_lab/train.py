@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab import build, runlock, schema, sweep
+from fashion_lab import build, runlock, schema, stops, sweep
 from fashion_lab.callbacks import ConfigPrinter, RunRecorder
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
@@ -37,6 +37,7 @@ from fashion_lab.errors import (
 from fashion_lab.results import float_metrics, log_hparams, read_results, summary, write_results
 from fashion_lab.resume import (
     match_checkpoint,
+    resume_entry,
     resumed_config,
     stopped_early,
     sweep_job_restart,
@@ -121,16 +122,20 @@ def fit_and_test(
     log_hparams(trainer, config, final)
 
 
-def checked_config(cfg: DictConfig, resume: Path | None, finished: bool) -> DictConfig:
+def checked_config(
+    cfg: DictConfig, resume: Path | None, finished: bool
+) -> tuple[DictConfig, dict[str, Any] | None]:
     """The config the run uses, checked once: the checkpoint's when it resumes (with what this
-    command line sets), its ranges checked by the schema.
+    command line sets), its ranges checked by the schema; and, for a resume, its entry in
+    results.json's "resumes" (`resume_entry`, without the earlier record).
 
     Raises:
         UserError: a value out of range, nothing to do, or a resume that cannot continue.
     """
     checkpoint = load_checkpoint(resume) if resume is not None else None
+    changed: dict[str, Any] = {}
     if checkpoint is not None and checkpoint.get("fashion_lab_config"):
-        cfg = resumed_config(cfg, checkpoint["fashion_lab_config"], task_overrides())
+        cfg, changed = resumed_config(cfg, checkpoint["fashion_lab_config"], task_overrides())
     cfg = schema.check(cfg)
     if not cfg.train and resume is None:
         raise UserError(
@@ -146,7 +151,8 @@ def checked_config(cfg: DictConfig, resume: Path | None, finished: bool) -> Dict
                 f"checkpoint with `python -m fashion_lab.evaluate ckpt_path="
                 f"{cfg.paths.output_dir}`, or {why[1]}."
             )
-    return cfg
+    fit = checkpoint is not None and cfg.train
+    return cfg, {"checkpoint": checkpoint, "changed": changed} if fit else None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -154,13 +160,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     interrupted.
 
     Raises:
-        RunInterrupted: the user pressed Ctrl-C (the message says how to continue).
+        RunInterrupted: Ctrl-C or a stop signal (`stops.STOP_SIGNALS`) stopped the run (the
+            message says how to continue).
     """
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     runlock.hold(output_dir)  # before anything is read or written (a single run: held already)
     try:
-        return _train(cfg, started, output_dir)
+        with stops.stop_on_signals():
+            return _train(cfg, started, output_dir)
     finally:
         runlock.release(output_dir)
 
@@ -175,7 +183,8 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
             "each second) or set hydra.run.dir to a new directory."
         )
     # an attempt to resume a finished run leaves its record as it was
-    finished = (read_results(output_dir) or {}).get("status") == "completed"
+    previous = read_results(output_dir)
+    finished = (previous or {}).get("status") == "completed"
     recorder = RunRecorder()
     results: dict[str, Any] = {
         "status": "running",
@@ -185,8 +194,12 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     try:
-        cfg = checked_config(cfg, resume, finished)
+        cfg, resuming = checked_config(cfg, resume, finished)
         results.update(model=cfg.model_name, seed=cfg.seed)
+        if resuming is not None:  # the run's earlier stops and resumes, and this one
+            earlier = list((previous or {}).get("resumes") or [])
+            entry = resume_entry(previous, resuming["checkpoint"], resuming["changed"])
+            results["resumes"] = [*earlier, entry]
         if is_rank_zero() and not finished:
             output_dir.mkdir(parents=True, exist_ok=True)
             (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(cfg)))
@@ -194,10 +207,12 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
         results["status"] = "completed"
         return results
     except BaseException as e:
-        # Lightning answers Ctrl-C inside fit or test with SystemExit(1)
+        # Lightning answers Ctrl-C (or a stop signal's Stopped) inside fit or test with
+        # SystemExit(1)
         if isinstance(e, KeyboardInterrupt) or recorder.interrupted:
-            results.update(status="interrupted", error="stopped by the user (Ctrl-C)")
-            raise RunInterrupted(how_to_continue(cfg, output_dir)) from None
+            stop = e if isinstance(e, KeyboardInterrupt) else recorder.interrupted
+            results.update(status="interrupted", error=stops.reason(stop), signal=stops.name(stop))
+            raise RunInterrupted(how_to_continue(cfg, output_dir, stop), stop) from None
         results.update(
             status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__
         )
@@ -230,21 +245,23 @@ def end_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
-def how_to_continue(cfg: DictConfig, output_dir: Path) -> str:
-    """The sentence an interrupted run ends with: how to go on from its last checkpoint."""
+def how_to_continue(cfg: DictConfig, output_dir: Path, stop: BaseException | None = None) -> str:
+    """The sentence an interrupted run ends with: what stopped it (`stop`: Ctrl-C's
+    KeyboardInterrupt or a signal's `stops.Stopped`), and how to go on from its last checkpoint."""
     saved = cfg.train and (output_dir / LAST).is_file()
+    opening = stops.opening(stop)
     if sweeping():
         this_one = "continue this one from its last checkpoint" if saved else "run this one again"
         return (
-            f"Interrupted; run the same sweep again with hydra.sweep.dir="
+            f"{opening}; run the same sweep again with hydra.sweep.dir="
             f"{HydraConfig.get().sweep.dir} to skip its completed jobs and {this_one}."
         )
     if saved:
         return (
-            f"Interrupted; the finished epochs are saved, continue with "
+            f"{opening}; the finished epochs are saved, continue with "
             f"`python -m fashion_lab ckpt_path={output_dir}`."
         )
-    return "Interrupted before anything could be saved; run the command again."
+    return f"{opening} before anything could be saved; run the command again."
 
 
 def tensorboard_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
@@ -280,15 +297,26 @@ def run(cfg: DictConfig) -> float | None:
         return previous.get("val_acc_best")
     if worker:  # the terminal's Ctrl-C reaches the workers too: their jobs stop as runs do
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        sweep.take_stop_signals(job_starts=True)
     try:
         results = train(cfg)
     except RunInterrupted as e:
+        if in_sweep and isinstance(e.stop, stops.Stopped) and e.stop.submitit_handler():
+            log.warning(
+                f"{stops.opening(e.stop)}; the job's progress is saved, and submitit requeues it "
+                "to continue from its last checkpoint."
+            )
+            why = stops.requeue(e.stop)  # where submitit requeues the job, the process ends here
+            say_error(f"Not requeued ({why}). {e}", log)
+            return None
         if worker:  # the launching process waits for the other jobs, then says how to go on
             sweep.stop_sweep(HydraConfig.get().sweep.dir)
             log_to_file(str(e), log)
             return None
         say_error(str(e), log)
-        sys.exit(130)  # the shell's code for Ctrl-C; in a sweep, it stops the sweep
+        if in_sweep and sweep.in_submitit_job():  # a cluster's job: its sweep goes on
+            return None
+        sys.exit(stops.exit_code(e.stop))  # 128 + the signal; in a sweep, it stops the sweep
     except UserError as e:
         say_error(f"Error: {e}", log)
         if not in_sweep:
@@ -302,6 +330,7 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         if worker:  # a Ctrl-C while it waits for its next job would kill the worker
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            sweep.take_stop_signals(job_starts=False)
     if is_rank_zero():  # once, not once per process
         output_dir = Path(results["output_dir"])
         log.info(summary(results, tensorboard_dir(cfg, output_dir)))
@@ -342,11 +371,13 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises, and this boundary says it
     quiet_launcher_helpers()
     quiet_lightning()
+    stop: BaseException | None = None
     try:
         check_config_dir()
-        run()
-    except KeyboardInterrupt:  # outside a job: Hydra starting, or a launcher waiting on its jobs
-        interrupted = True
+        with stops.stop_on_signals():
+            run()
+    except KeyboardInterrupt as e:  # outside a job: Hydra starting, or a launcher waiting
+        interrupted, stop = True, e
     except (UserError, runlock.Refused) as e:
         say_error(f"Error: {e}")
         sys.exit(2)
@@ -357,6 +388,7 @@ def main() -> None:
         sys.exit(2)
     else:
         interrupted = sweep.interrupted  # a parallel sweep's jobs stopped and returned
+        stop = sweep.stopped_by
     if interrupted:
         again = (
             f"run the same command again with hydra.sweep.dir={sweep.sweep_dir} to skip the "
@@ -364,7 +396,7 @@ def main() -> None:
             if sweep.sweep_dir
             else "run the command again"
         )
-        say_error(f"Interrupted; {again}.")
-        sys.exit(130)
+        say_error(f"{stops.opening(stop)}; {again}.")
+        sys.exit(stops.exit_code(stop))
     if sweep.failed_jobs:
         sys.exit(1)

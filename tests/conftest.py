@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +134,54 @@ def build_run(cfg, callbacks=()):
     run = build.settings(cfg)
     module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
     return module, build.trainer(cfg, run, callbacks), build.datamodule(cfg, run.steps_per_call)
+
+
+@pytest.fixture
+def slow_enough_data(tmp_path) -> Path:
+    """Enough synthetic images that an epoch takes about a second, so a signal lands mid-run."""
+    directory = tmp_path / "data"
+    write_dataset(directory, n_train=4000, n_test=500)
+    return directory
+
+
+def signal_after_a_checkpoint(
+    args: list[str],
+    checkpoints: str,
+    root: Path,
+    signum: int,
+    *,
+    group: int = 0,
+    to: Callable[[subprocess.Popen], int] | None = None,
+) -> tuple[int, str]:
+    """Run `python -m fashion_lab ARGS`, send it `signum` soon after a last checkpoint matching
+    `root/checkpoints` (a glob) appears, and wait for it: its exit code and stderr. With
+    `group`, the command runs in a process group of its own, which gets the signal (as a
+    terminal's Ctrl-C reaches a command's every process) once `group` checkpoints match; with
+    `to`, the signal goes to the process `to(process)` names instead (one of its jobs, say)."""
+    stderr_path = root / "stderr.txt"
+    root.mkdir(parents=True, exist_ok=True)
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fashion_lab", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=bool(group),
+            # a command started in the background of a script ignores SIGINT; a terminal's not
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 120
+        while len(list(root.glob(checkpoints))) < max(group, 1):
+            assert process.poll() is None, "the run ended before the signal"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert process.poll() is None, "the run ended before the signal"
+        if to is not None:
+            os.kill(to(process), signum)
+        elif group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        process.wait(timeout=180)
+    return process.returncode, stderr_path.read_text()

@@ -7,12 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, compose_run, run_cli, tiny_overrides, write_dataset
+from conftest import (
+    REPO,
+    compose_run,
+    run_cli,
+    signal_after_a_checkpoint,
+    tiny_overrides,
+)
 
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
 from fashion_lab.errors import UserError, command
@@ -25,48 +30,6 @@ METRICS = ("val_acc", "val_acc_best", "val_loss", "test_acc", "test_loss")
 def _results(log_dir: Path) -> dict:
     [path] = log_dir.rglob("results.json")
     return json.loads(path.read_text())
-
-
-@pytest.fixture
-def slow_enough_data(tmp_path) -> Path:
-    """Enough synthetic images that an epoch takes about a second, so a kill lands mid-run."""
-    directory = tmp_path / "data"
-    write_dataset(directory, n_train=4000, n_test=500)
-    return directory
-
-
-def _signal_after_a_checkpoint(
-    args: list[str], checkpoints: str, root: Path, signum: int, *, group: int = 0
-) -> tuple[int, str]:
-    """Run `python -m fashion_lab ARGS`, send it `signum` soon after a last checkpoint matching
-    `root/checkpoints` (a glob) appears, and wait for it: its exit code and stderr. With
-    `group`, the command runs in a process group of its own, which gets the signal (as a
-    terminal's Ctrl-C reaches a command's every process) once `group` checkpoints match."""
-    stderr_path = root / "stderr.txt"
-    root.mkdir(parents=True, exist_ok=True)
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fashion_lab", *args],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=bool(group),
-            # a command started in the background of a script ignores SIGINT; a terminal's not
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        deadline = time.monotonic() + 120
-        while len(list(root.glob(checkpoints))) < max(group, 1):
-            assert process.poll() is None, "the run ended before the signal"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(0.3)
-        assert process.poll() is None, "the run ended before the signal"
-        if group:
-            os.killpg(process.pid, signum)
-        else:
-            process.send_signal(signum)
-        process.wait(timeout=120)
-    return process.returncode, stderr_path.read_text()
 
 
 @pytest.mark.slow
@@ -96,7 +59,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     log_dir = tmp_path / "killed"
-    _signal_after_a_checkpoint(
+    signal_after_a_checkpoint(
         [*recipe, f"paths.log_dir={log_dir}"],
         "runs/*/checkpoints/last.ckpt",
         log_dir,
@@ -120,7 +83,7 @@ def test_killed_run_resumes_to_the_uninterrupted_metrics(slow_enough_data, tmp_p
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(slow_enough_data, tmp_path):
     args = [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=4"]
-    code, stderr = _signal_after_a_checkpoint(
+    code, stderr = signal_after_a_checkpoint(
         args, "runs/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
     )
     [run_dir] = tmp_path.glob("runs/*")
@@ -147,7 +110,7 @@ def test_ctrl_c_stops_a_sweep_whose_rerun_continues_the_interrupted_job(slow_eno
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "seed=0,1", *tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
     args.append(f"hydra.sweep.dir={sweep_dir}")
-    code, stderr = _signal_after_a_checkpoint(
+    code, stderr = signal_after_a_checkpoint(
         args, "sweep/0_*/checkpoints/last.ckpt", tmp_path, signal.SIGINT
     )
     assert code == 130, stderr[-2000:]
@@ -184,7 +147,7 @@ def test_ctrl_c_stops_jobs_in_other_processes_which_keep_their_progress(
     seeds = ",".join(map(str, range(jobs)))
     args = ["-m", f"seed={seeds}", *tiny_overrides(slow_enough_data, tmp_path)]
     args += ["trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}", f"hydra/launcher={launcher}"]
-    code, stderr = _signal_after_a_checkpoint(
+    code, stderr = signal_after_a_checkpoint(
         args, "sweep/*/checkpoints/last.ckpt", tmp_path, signal.SIGINT, group=2
     )
     assert code == 130, stderr[-2000:]
