@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pytorch_lightning as pl
 import torch
 
-from fashion_lab.errors import DataError, UserError
+from fashion_lab.errors import DataError, UserError, no_space
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -231,6 +231,11 @@ def download(root: str | os.PathLike, mirrors: Sequence[str], *, timeout: float 
                 os.replace(tmp, target)
                 break
             except (urllib.error.URLError, OSError, DataError) as e:
+                if (full := no_space(e)) is not None:  # another mirror would not help
+                    raise DataError(
+                        f"No space left to download Fashion-MNIST into {root} ({full.strerror});"
+                        " free about 40 MB there, or set data.root to a disk with room."
+                    ) from None
                 failures.append(f"{url}: {getattr(e, 'reason', e)}")
             finally:
                 tmp.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -33,6 +34,20 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, stop: BaseException | None = None) -> None:
         super().__init__(message)
         self.stop = stop
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space(error: BaseException | None) -> OSError | None:
+    """The "No space left on device" (or "Disk quota exceeded") OSError in `error`'s chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def is_rank_zero() -> bool:

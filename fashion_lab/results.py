@@ -16,12 +16,21 @@ from fashion_lab.adapters import tensorboard_file_writer
 
 
 def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "results.json") -> Path:
-    """Write results.json (or `name`) atomically (a kill never leaves half a file)."""
+    """Write results.json (or `name`) atomically: a kill or a full disk never leaves half a
+    file, and an earlier record stays whole until the new one is.
+
+    Raises:
+        OSError: the file cannot be written (its earlier version is then as it was).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / name
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

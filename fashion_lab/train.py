@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from fashion_lab.errors import (
     UserError,
     is_rank_zero,
     log_to_file,
+    no_space,
     one_sentence,
     say_error,
     user_wants_tracebacks,
@@ -213,6 +215,14 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
             stop = e if isinstance(e, KeyboardInterrupt) else recorder.interrupted
             results.update(status="interrupted", error=stops.reason(stop), signal=stops.name(stop))
             raise RunInterrupted(how_to_continue(cfg, output_dir, stop), stop) from None
+        if (full := no_space(e)) is not None:  # a sweep run again continues it, as interrupted
+            where = full.filename or output_dir
+            results.update(status="interrupted", error=f"{full.strerror}: {where}")
+            raise UserError(
+                f"No space left on the disk that holds {output_dir} ({full.strerror}); free "
+                f"space there (or set paths.log_dir to a disk with room), then "
+                f"{continue_hint(cfg, output_dir)}."
+            ) from None
         results.update(
             status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__
         )
@@ -230,12 +240,23 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
         if recorder.validated_epochs:
             best_epoch = max(recorder.validated_epochs, key=lambda h: h["val/acc"])
             results["best_epoch"] = best_epoch["epoch"]
+        unwritten = None
         if is_rank_zero():
             # a failed attempt to resume a finished run leaves the finished run's results
             failed = results["status"] != "completed"
             name = "results.failed.json" if finished and failed else "results.json"
-            write_results(output_dir, results, name)
+            try:
+                write_results(output_dir, results, name)
+            except OSError as e:  # the earlier record, if any, is left whole
+                unwritten = e
+                log.error(f"The run's record, which {name} could not hold: {json.dumps(results)}")
         end_distributed()
+        if unwritten is not None and results["status"] == "completed":
+            raise UserError(
+                f"Cannot write {output_dir / name} ({unwritten.strerror}); the run finished and "
+                "its record is the line above (also in the run's log, if it had room); free "
+                "space there to keep the next runs' records."
+            ) from None
 
 
 def end_distributed() -> None:
@@ -250,18 +271,26 @@ def how_to_continue(cfg: DictConfig, output_dir: Path, stop: BaseException | Non
     KeyboardInterrupt or a signal's `stops.Stopped`), and how to go on from its last checkpoint."""
     saved = cfg.train and (output_dir / LAST).is_file()
     opening = stops.opening(stop)
+    if sweeping() or saved:
+        return f"{opening}; {continue_hint(cfg, output_dir)}."
+    return f"{opening} before anything could be saved; run the command again."
+
+
+def continue_hint(cfg: DictConfig, output_dir: Path) -> str:
+    """How a stopped run goes on: from its last checkpoint when it has one."""
+    saved = cfg.train and (output_dir / LAST).is_file()
     if sweeping():
         this_one = "continue this one from its last checkpoint" if saved else "run this one again"
         return (
-            f"{opening}; run the same sweep again with hydra.sweep.dir="
-            f"{HydraConfig.get().sweep.dir} to skip its completed jobs and {this_one}."
+            f"run the same sweep again with hydra.sweep.dir={HydraConfig.get().sweep.dir} to "
+            f"skip its completed jobs and {this_one}"
         )
     if saved:
         return (
-            f"{opening}; the finished epochs are saved, continue with "
-            f"`python -m fashion_lab ckpt_path={output_dir}`."
+            "the finished epochs are saved, continue with "
+            f"`python -m fashion_lab ckpt_path={output_dir}`"
         )
-    return f"{opening} before anything could be saved; run the command again."
+    return "run the command again"
 
 
 def tensorboard_dir(cfg: DictConfig, output_dir: Path) -> Path | None:
@@ -371,6 +400,7 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises, and this boundary says it
     quiet_launcher_helpers()
     quiet_lightning()
+    logging.raiseExceptions = False  # a log file on a full disk: no traceback per message
     stop: BaseException | None = None
     try:
         check_config_dir()

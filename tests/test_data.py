@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -225,6 +227,33 @@ def test_interrupted_download_leaves_no_file_that_passes(tmp_path, served):
     with pytest.raises(DataError, match="could not be downloaded"):
         download(root, [served(broken=(broken,))], timeout=5)
     assert not (root / broken).exists()
+    assert not list(root.glob("*.part")), "temporary files must be removed"
+
+
+def test_a_full_disk_during_the_download_is_one_sentence(tmp_path, served, monkeypatch):
+    root = tmp_path / "root"
+    fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.file = fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, chunk):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data.os, "fdopen", FullDisk)
+    with pytest.raises(DataError) as full:
+        download(root, [served(), served()])
+    assert str(full.value) == (
+        f"No space left to download Fashion-MNIST into {root} (No space left on device); free "
+        "about 40 MB there, or set data.root to a disk with room."
+    )
     assert not list(root.glob("*.part")), "temporary files must be removed"
 
 
