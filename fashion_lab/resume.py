@@ -67,21 +67,48 @@ def resumed_config(
                 f"{override.input_line} cannot change a run that resumes from its checkpoint; "
                 "give the keys it sets one by one, or start a new run (no ckpt_path)."
             )
-        old = OmegaConf.select(merged, key, default=None)
         old, new = (
-            v if not OmegaConf.is_config(v) else OmegaConf.to_container(v) for v in (old, value)
+            OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for v in (OmegaConf.select(merged, key, default=None), value)
         )
-        if old != new:
-            fixed = next((k for k in FIXED if key == k or key.startswith(f"{k}.")), None)
+        new = _keep_picks(key, old, new)
+        for leaf, (before, after) in _differences(key, old, new).items():
+            fixed = next((k for k in FIXED if leaf == k or leaf.startswith(f"{k}.")), None)
             if fixed is not None:
-                has = "" if isinstance(old, dict) else f"; it has {key}={_shown(old)}"
                 raise UserError(
-                    f"{override.input_line} cannot change a run that resumes ({FIXED[fixed]}"
-                    f"{has}); resume without it, or start a new run (no ckpt_path)."
+                    f"{override.input_line} cannot change a run that resumes ({FIXED[fixed]}; it "
+                    f"has {leaf}={_shown(before)}); resume without it, or start a new run (no "
+                    "ckpt_path)."
                 )
-            changed[key] = {"from": old, "to": new}
-        OmegaConf.update(merged, key, value, merge=False, force_add=True)
+            changed[leaf] = {"from": before, "to": after}
+        OmegaConf.update(merged, key, new, merge=False, force_add=True)
     return merged, changed
+
+
+PICKED = ("trainer.precision", "module.channels_last", "module.steps_per_call")
+"""Settings that null has the run pick (fashion_lab.speed): a resume keeps the checkpoint's."""
+
+
+def _keep_picks(key: str, old: Any, new: Any) -> Any:
+    """`new` (the value an override gives `key`) with the checkpoint's picks where it is null."""
+    for path in PICKED:
+        if path == key and new is None:
+            return old
+        parent, _, leaf = path.rpartition(".")
+        picked = isinstance(old, dict) and old.get(leaf) is not None
+        if parent == key and isinstance(new, dict) and new.get(leaf) is None and picked:
+            new = {**new, leaf: old[leaf]}
+    return new
+
+
+def _differences(key: str, old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
+    """The settings under `key` that differ between `old` and `new`: {dotted key: (old, new)}."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: dict[str, tuple[Any, Any]] = {}
+        for k in dict.fromkeys([*old, *new]):
+            found |= _differences(f"{key}.{k}", old.get(k), new.get(k))
+        return found
+    return {} if old == new else {key: (old, new)}
 
 
 def _shown(value: Any) -> str:

@@ -105,6 +105,21 @@ def test_a_resume_applies_and_reports_what_it_may_change(tiny_data, tmp_path):
     }
 
 
+def test_a_group_given_again_at_a_resume_changes_nothing_and_keeps_the_picks(tiny_data, tmp_path):
+    # a sweep job requeued with trainer=cpu on its command line: its trainer group is composed
+    # afresh, its precision null (to be timed) and its paths unresolved
+    overrides = [o for o in tiny_overrides(tiny_data, tmp_path) if "precision" not in o]
+    stored = to_dict(compose_run([*overrides, "trainer=cpu"], tmp_path))
+    stored["trainer"]["precision"] = "bf16-mixed"  # what null picked when the run started
+    cfg = compose_run([*overrides, "trainer=cpu"], tmp_path)
+    merged, changed = resumed_config(cfg, stored, ["trainer=cpu"])
+    assert changed == {}
+    assert merged.trainer.precision == "bf16-mixed", "a resume keeps the run's pick"
+    longer = compose_run([*overrides, "trainer=cpu", "trainer.max_epochs=4"], tmp_path)
+    _, changed = resumed_config(longer, stored, ["trainer=cpu", "trainer.max_epochs=4"])
+    assert changed == {"trainer.max_epochs": {"from": 2, "to": 4}}
+
+
 def test_a_copied_run_keeps_its_best_score_and_its_own_best_checkpoint(tmp_path):
     old, new = tmp_path / "run" / "checkpoints", tmp_path / "copy" / "checkpoints"
     saved = RunCheckpoint(dirpath=old, filename="best", monitor="val/acc", mode="max")
