@@ -32,3 +32,12 @@ def locate(path: str) -> Any:
     from hydra._internal.utils import _locate
 
     return _locate(path)
+
+
+def optuna_trial(study: Any, number: int) -> Any:
+    """Trial `number` of an Optuna study, live (report, should_prune) in another process than
+    the one that asked for it: Optuna's public API gives trials by number only frozen."""
+    import optuna
+
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)

@@ -142,7 +142,7 @@ def settings(
     """
     trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     trainer.pop("_target_", None)
-    check_types(pl.Trainer, {k: v for k, v in trainer.items() if v is not None}, "trainer")
+    check_types(pl.Trainer, trainer, "trainer")
     if cfg.train and trainer.get("max_epochs") == 0:
         raise UserError(
             "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "

@@ -157,7 +157,11 @@ class StepProgressBar(RichProgressBar):
             return super().total_train_batches
         trainer = self.trainer
         total = trainer.lightning_module.train_batches_per_epoch()
-        if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+        if (
+            trainer.max_epochs in (None, -1)
+            and trainer.max_steps is not None
+            and trainer.max_steps > 0
+        ):
             total = min(total, trainer.max_steps - trainer.global_step)
         return total
 

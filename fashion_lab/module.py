@@ -394,6 +394,8 @@ class LitClassifier(pl.LightningModule):
     def _optimizer_steps(self) -> int:
         """The optimizer steps of the whole fit (the scheduler's length)."""
         trainer = self.trainer
+        if trainer.max_steps != -1 and trainer.max_epochs in (None, -1):
+            return int(trainer.max_steps)  # no epoch limit: the step limit ends the fit
         steps = trainer.estimated_stepping_batches  # training steps: calls, under a step limit
         if self.steps_per_call > 1:
             calls = trainer.num_training_batches

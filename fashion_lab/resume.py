@@ -9,7 +9,7 @@ the checkpoint's state fixes (`FIXED`), which are refused. The network and
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,15 @@ FIXED = {
 
 
 def resumed_config(
-    cfg: DictConfig, stored: Mapping[str, Any], overrides: list[str]
+    cfg: DictConfig,
+    stored: Mapping[str, Any],
+    overrides: list[str],
+    earlier: Sequence[str] = (),
 ) -> tuple[DictConfig, dict[str, dict[str, Any]]]:
     """The checkpoint's config `stored`, with the keys `overrides` set taken from `cfg`; and
-    the settings that differ from the checkpoint's ({key: {"from": old, "to": new}}).
+    the settings that differ from the checkpoint's ({key: {"from": old, "to": new}}). A group
+    override that sets keys all over the config passes when the run was started with it too
+    (`earlier`, its record's overrides: a sweep job run again).
 
     Raises:
         UserError: an override of a group that sets keys all over the config (experiment=...),
@@ -62,6 +67,8 @@ def resumed_config(
                 del node[leaf]
             continue
         value = OmegaConf.select(cfg, key, default=NOT_SET)
+        if value is NOT_SET and override.input_line in earlier:
+            continue  # as the run was started
         if value is NOT_SET:
             raise UserError(
                 f"{override.input_line} cannot change a run that resumes from its checkpoint; "

@@ -188,12 +188,14 @@ class SweepReport(Callback):
         done = [j for j in jobs if j.get("status") == "completed"]
         earlier = [j for j in done if j.get("finished_at", 0) < getattr(self, "started", 0)]
         stopped = [j for j in jobs if j.get("status") == "interrupted"]
-        failed = [j for j in jobs if j.get("status") not in ("completed", "interrupted")]
+        pruned = [j for j in jobs if j.get("status") == "pruned"]
+        failed = [j for j in jobs if j.get("status") not in ("completed", "interrupted", "pruned")]
         failed_jobs.extend((j["job_dir"], j.get("error", j.get("status", "?"))) for j in failed)
         print(
             f"Sweep {config.hydra.sweep.dir}: {len(done) - len(earlier)} completed, "
             f"{len(failed)} failed, "
             + (f"{len(stopped)} interrupted, " if stopped else "")
+            + (f"{len(pruned)} pruned, " if pruned else "")
             + f"{len(earlier)} skipped (completed earlier).",
             file=sys.stderr,
         )

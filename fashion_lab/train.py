@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab import build, runlock, schema, stops, sweep
+from fashion_lab import build, runlock, schema, search, stops, sweep
 from fashion_lab.callbacks import ConfigPrinter, RunRecorder
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
@@ -76,6 +77,8 @@ def fit_and_test(
     if tree is not None or line:
         callbacks.append(ConfigPrinter(tree, line))
     callbacks += build.seeding(cfg.seed)
+    if sweeping() and cfg.train and (pruning := search.job_pruning()) is not None:
+        callbacks.append(pruning)
     net = build.network(cfg.model)
     module = build.module(cfg, net, run, config)
     trainer = build.trainer(cfg, run, callbacks)
@@ -125,11 +128,12 @@ def fit_and_test(
 
 
 def checked_config(
-    cfg: DictConfig, resume: Path | None, finished: bool
+    cfg: DictConfig, resume: Path | None, finished: bool, earlier: Sequence[str] = ()
 ) -> tuple[DictConfig, dict[str, Any] | None]:
     """The config the run uses, checked once: the checkpoint's when it resumes (with what this
     command line sets), its ranges checked by the schema; and, for a resume, its entry in
-    results.json's "resumes" (`resume_entry`, without the earlier record).
+    results.json's "resumes" (`resume_entry`, without the earlier record); `earlier` are the
+    overrides the run's record says it was started with.
 
     Raises:
         UserError: a value out of range, nothing to do, or a resume that cannot continue.
@@ -137,7 +141,8 @@ def checked_config(
     checkpoint = load_checkpoint(resume) if resume is not None else None
     changed: dict[str, Any] = {}
     if checkpoint is not None and checkpoint.get("fashion_lab_config"):
-        cfg, changed = resumed_config(cfg, checkpoint["fashion_lab_config"], task_overrides())
+        stored = checkpoint["fashion_lab_config"]
+        cfg, changed = resumed_config(cfg, stored, task_overrides(), earlier)
     cfg = schema.check(cfg)
     if not cfg.train and resume is None:
         raise UserError(
@@ -196,7 +201,8 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     try:
-        cfg, resuming = checked_config(cfg, resume, finished)
+        earlier = (previous or {}).get("overrides") or []
+        cfg, resuming = checked_config(cfg, resume, finished, earlier)
         results.update(model=cfg.model_name, seed=cfg.seed)
         if resuming is not None:  # the run's earlier stops and resumes, and this one
             earlier = list((previous or {}).get("resumes") or [])
@@ -215,6 +221,9 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
             stop = e if isinstance(e, KeyboardInterrupt) else recorder.interrupted
             results.update(status="interrupted", error=stops.reason(stop), signal=stops.name(stop))
             raise RunInterrupted(how_to_continue(cfg, output_dir, stop), stop) from None
+        if isinstance(e, search.Pruned):
+            results.update(status="pruned", error=str(e))
+            raise
         if (full := no_space(e)) is not None:  # a sweep run again continues it, as interrupted
             where = full.filename or output_dir
             results.update(status="interrupted", error=f"{full.strerror}: {where}")
@@ -350,6 +359,9 @@ def run(cfg: DictConfig) -> float | None:
         say_error(f"Error: {e}", log)
         if not in_sweep:
             sys.exit(2)
+        return None
+    except search.Pruned as e:
+        log.info(f"Trial {HydraConfig.get().job.num} {e}.")
         return None
     except Exception as e:
         if not in_sweep:

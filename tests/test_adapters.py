@@ -48,3 +48,18 @@ def test_a_target_is_located_as_instantiate_does_and_says_nothing_when_it_fails(
     with pytest.raises(ImportError, match="no_such_pkg"):
         adapters.locate("no_such_pkg.Net")
     assert not caplog.records
+
+
+def test_a_trial_asked_in_one_process_is_live_in_another_by_its_number(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # trial 0
+    asked = optuna.create_study(study_name="s", storage=storage, load_if_exists=True).ask()
+    elsewhere = optuna.load_study(study_name="s", storage=storage)  # as a job process does
+    trial = adapters.optuna_trial(elsewhere, asked.number)
+    assert trial.number == asked.number == 1
+    trial.report(0.5, 0)
+    assert optuna.load_study(study_name="s", storage=storage).trials[1].intermediate_values == {
+        0: 0.5
+    }

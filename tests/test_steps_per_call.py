@@ -105,6 +105,24 @@ def test_groups_are_augmented_as_one_batch(tiny_data, tmp_path):
     assert float(trainer.callback_metrics["val/acc"]) > 0.5, "the synthetic classes are learnable"
 
 
+@pytest.mark.parametrize("no_epoch_limit", ["trainer.max_epochs=null", "trainer.max_epochs=-1"])
+def test_a_step_limit_without_an_epoch_limit_sizes_the_schedule(
+    no_epoch_limit, tiny_data, tmp_path
+):
+    # the one-cycle schedule's length asked for the training batches before Lightning had loaded
+    # them (AttributeError) when no epoch limit made max_steps the only end
+    _, trainer = _fit(
+        tiny_data,
+        tmp_path,
+        "steps",
+        no_epoch_limit,
+        "trainer.max_steps=5",
+        "module.steps_per_call=2",
+    )
+    assert trainer.global_step == 5
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 5
+
+
 def test_max_steps_stops_inside_a_call(tiny_data, tmp_path):
     timed = RunRecorder()
     one, _ = _fit(

@@ -1,0 +1,146 @@
+"""hparams_search=optuna: a study that persists, continues where it stopped, never runs the same
+parameters or job number twice, and prunes trials that fall behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import run_cli, signal_after_a_checkpoint, tiny_overrides
+from optuna.trial import TrialState
+
+from fashion_lab.search import search_space
+
+
+def _search(tiny_data, tmp_path: Path, sweep_dir: Path, *extra: str):
+    return run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "model.width=8",
+        'model.dilations=choice("[1,2]","[1,1]")',
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    )
+
+
+@pytest.mark.slow
+def test_a_study_run_again_continues_without_repeating_a_trial(tiny_data, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep_dir = tmp_path / "search"
+    no_pruning = "hydra.sweeper.pruner=null"  # every trial runs to its end here
+    first = _search(
+        tiny_data,
+        tmp_path,
+        sweep_dir,
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.n_trials=3",
+        no_pruning,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = _search(
+        tiny_data,
+        tmp_path,
+        sweep_dir,
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.n_trials=5",
+        no_pruning,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 completed, 0 failed, 3 skipped (completed earlier)" in again.stderr, again.stderr[
+        -2000:
+    ]
+
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
+    run = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert [t.number for t in run if t.state == TrialState.COMPLETE] == [t.number for t in run]
+    assert len(run) == 5, "the earlier trials count toward n_trials"
+    params = [json.dumps(t.params, sort_keys=True) for t in run]
+    assert len(set(params)) == 5, "no parameters proposed twice"
+    jobs = sorted(int(p.name.split("_")[0]) for p in sweep_dir.glob("*_*") if p.is_dir())
+    assert jobs == [t.number for t in run], "job k is trial k: no job number reused"
+    for trial in run:
+        [job] = sweep_dir.glob(f"{trial.number}_*")
+        record = json.loads((job / "results.json").read_text())
+        assert record["val_acc_best"] == trial.value
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == study.best_value and best["trials"]["complete"] == 5
+
+
+@pytest.mark.slow
+def test_a_trial_that_falls_behind_is_pruned_and_counted(tiny_data, tmp_path):
+    sweep_dir = tmp_path / "search"
+    done = _search(
+        tiny_data,
+        tmp_path,
+        sweep_dir,
+        "hydra.sweeper.n_trials=3",
+        # a threshold no trial reaches: each is pruned at its first validated epoch
+        "~hydra.sweeper.pruner",
+        "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 completed, 0 failed, 3 pruned, 0 skipped" in done.stderr, done.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/results.json"))]
+    assert [r["status"] for r in records] == ["pruned"] * 3
+    assert all(r["error"].startswith("pruned at epoch 0: val/acc ") for r in records)
+    assert all(len(r["history"]) == 1 for r in records), "stopped after its first epoch"
+    study = optuna.load_study(study_name="fashion_lab", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
+    summary = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert summary["trials"] == {"complete": 0, "pruned": 3, "fail": 0}
+
+
+def test_the_search_space_comes_from_hydras_sweep_syntax():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space, fixed = search_space(
+        [
+            "a=tag(log, interval(0.001, 0.1))",
+            "b=interval(0, 4)",
+            "c=choice(x,y)",
+            "d=range(2, 10, 2)",
+            "e=3",
+        ]
+    )
+    assert space == {
+        "a": FloatDistribution(0.001, 0.1, log=True),
+        "b": FloatDistribution(0, 4),  # Hydra's intervals are of floats
+        "c": CategoricalDistribution(["x", "y"]),
+        "d": IntDistribution(2, 8, step=2),
+    }
+    assert fixed == {"e": "3"}
+
+
+@pytest.mark.slow
+def test_a_trial_a_stopped_search_left_running_continues_from_its_checkpoint(
+    slow_enough_data, tmp_path
+):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["-m", "hparams_search=optuna", "model.width=8", "hydra.sweeper.n_trials=2"]
+    args += [*tiny_overrides(slow_enough_data, tmp_path), "trainer.max_epochs=3"]
+    args += [f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'search'}"]
+    args.append("hydra.sweeper.pruner=null")
+    code, stderr = signal_after_a_checkpoint(
+        args, "search/0_*/checkpoints/last.ckpt", tmp_path, signal.SIGTERM
+    )
+    assert code == 143, stderr[-2000:]
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING]
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
+    assert [(t.number, t.state) for t in study.trials] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.COMPLETE),
+    ]
+    [job] = (tmp_path / "search").glob("0_*")
+    record = json.loads((job / "results.json").read_text())
+    assert record["epochs"] == 3 and record["resumes"][0]["at_epoch"] >= 1, "continued"
+    assert record["val_acc_best"] == study.trials[0].value
