@@ -1,4 +1,5 @@
-"""Callbacks: the measures of a run for its results.json, per-epoch seeding, the progress bar."""
+"""Callbacks: the measures of a run for its results.json, per-epoch seeding, the progress bar,
+the printed config, and an Optuna trial's pruning."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
+
+from fashion_lab import search
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +198,55 @@ class ConfigPrinter(pl.Callback):
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._print(trainer)
+
+
+class Pruning(pl.Callback):
+    """Reports val/acc to the job's Optuna trial at each validated epoch and stops the trial
+    (raising Pruned) at that epoch's end, once recorded, when the study's pruner says so."""
+
+    def __init__(self, trial: Any, monitor: str = "val/acc") -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self._validated: float | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after the module's on_validation_epoch_end, which logs the epoch's val/acc
+        value = trainer.callback_metrics.get(self.monitor)
+        if not trainer.sanity_checking and value is not None:
+            self._validated = float(value)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value, self._validated = self._validated, None
+        if value is None:  # an epoch not validated (trainer.check_val_every_n_epoch)
+            return
+        epoch = trainer.current_epoch
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            raise search.Pruned(
+                f"pruned at epoch {epoch}: {self.monitor} {value:.4f} behind the other trials "
+                "at that epoch (hydra.sweeper.pruner)"
+            )
+
+
+def job_pruning() -> Pruning | None:
+    """The pruning callback of this sweep job's trial, in a sweep of OptunaSweeper with a
+    pruner; None otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    sweeper = hydra_cfg.sweeper
+    if not str(sweeper.get("_target_", "")).endswith(".OptunaSweeper") or not sweeper.get("pruner"):
+        return None
+    import optuna
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from fashion_lab.adapters import optuna_trial
+    from fashion_lab.search import storage_url
+
+    url = storage_url(sweeper.get("storage"), hydra_cfg.sweep.dir)
+    pruner = instantiate(OmegaConf.to_container(sweeper.pruner, resolve=True))
+    study = optuna.load_study(study_name=sweeper.study_name, storage=url, pruner=pruner)
+    return Pruning(optuna_trial(study, hydra_cfg.job.num))

@@ -1,5 +1,5 @@
-"""`hparams_search=optuna`: a Hydra sweeper over Optuna's ask-and-tell interface, and the
-callback that prunes a trial whose per-epoch val/acc falls behind.
+"""`hparams_search=optuna`: a Hydra sweeper over Optuna's ask-and-tell interface (the callback
+that prunes a trial whose per-epoch val/acc falls behind: `fashion_lab.callbacks.Pruning`).
 
 The study lives in `hydra.sweeper.storage` (by default an SQLite file in the sweep directory),
 so running the same command again continues it: the trials it has count toward `n_trials`,
@@ -17,17 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import yaml
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fashion_lab.adapters import optuna_trial
 from fashion_lab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -149,7 +146,15 @@ class StudySweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         url = storage_url(self.storage, sweep_dir)
         space, fixed = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
-        study = self._study(url)
+        try:
+            study = self._study(url)
+        except Exception as e:  # SQLAlchemy's and Optuna's errors: a bad URL, a locked file...
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(
+                f"Cannot open the Optuna study {self.study_name} in {url} ({reason}); set "
+                "hydra.sweeper.storage to a database it can use, e.g. sqlite:///study.db in a "
+                "directory you can write to."
+            ) from None
         log.info(f"Optuna study {self.study_name} in {url}: {len(study.trials)} trials so far")
 
         def counted() -> int:
@@ -256,49 +261,3 @@ class StudySweeper(Sweeper):
         (sweep_dir / "optimization_results.yaml").write_text(
             yaml.safe_dump(results, sort_keys=False)
         )
-
-
-class Pruning(pl.Callback):
-    """Reports val/acc to the job's Optuna trial at each validated epoch and stops the trial
-    (raising Pruned) at that epoch's end, once recorded, when the study's pruner says so."""
-
-    def __init__(self, trial: Any, monitor: str = "val/acc") -> None:
-        self.trial = trial
-        self.monitor = monitor
-        self._validated: float | None = None
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # after the module's on_validation_epoch_end, which logs the epoch's val/acc
-        value = trainer.callback_metrics.get(self.monitor)
-        if not trainer.sanity_checking and value is not None:
-            self._validated = float(value)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        value, self._validated = self._validated, None
-        if value is None:  # an epoch not validated (trainer.check_val_every_n_epoch)
-            return
-        epoch = trainer.current_epoch
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
-            raise Pruned(
-                f"pruned at epoch {epoch}: {self.monitor} {value:.4f} behind the other trials "
-                "at that epoch (hydra.sweeper.pruner)"
-            )
-
-
-def job_pruning() -> Pruning | None:
-    """The pruning callback of this sweep job's trial, in a sweep of OptunaSweeper with a
-    pruner; None otherwise."""
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    sweeper = hydra_cfg.sweeper
-    if not str(sweeper.get("_target_", "")).endswith(".OptunaSweeper") or not sweeper.get("pruner"):
-        return None
-    import optuna
-    from hydra.utils import instantiate
-
-    url = storage_url(sweeper.get("storage"), hydra_cfg.sweep.dir)
-    pruner = instantiate(OmegaConf.to_container(sweeper.pruner, resolve=True))
-    study = optuna.load_study(study_name=sweeper.study_name, storage=url, pruner=pruner)
-    return Pruning(optuna_trial(study, hydra_cfg.job.num))

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab import build, runlock, schema, search, stops, sweep
-from fashion_lab.callbacks import ConfigPrinter, RunRecorder
+from fashion_lab.callbacks import ConfigPrinter, RunRecorder, job_pruning
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
 from fashion_lab.errors import (
@@ -77,7 +77,7 @@ def fit_and_test(
     if tree is not None or line:
         callbacks.append(ConfigPrinter(tree, line))
     callbacks += build.seeding(cfg.seed)
-    if sweeping() and cfg.train and (pruning := search.job_pruning()) is not None:
+    if sweeping() and cfg.train and (pruning := job_pruning()) is not None:
         callbacks.append(pruning)
     net = build.network(cfg.model)
     module = build.module(cfg, net, run, config)

@@ -57,7 +57,7 @@ def test_a_full_disk_mid_run_then_at_its_record(tiny_data, tmp_path, monkeypatch
         save(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", full_at_epoch_1)
-    overrides = [*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3"]
+    overrides = tiny_overrides(tiny_data, tmp_path)  # 2 epochs
     run_dir = tmp_path / "run"
     with pytest.raises(UserError) as stopped:
         train_module.train(compose_run(overrides, tmp_path))

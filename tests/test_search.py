@@ -144,3 +144,19 @@ def test_a_trial_a_stopped_search_left_running_continues_from_its_checkpoint(
     record = json.loads((job / "results.json").read_text())
     assert record["epochs"] == 3 and record["resumes"][0]["at_epoch"] >= 1, "continued"
     assert record["val_acc_best"] == study.trials[0].value
+
+
+@pytest.mark.slow
+def test_a_storage_that_cannot_be_opened_is_one_sentence(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'missing' / 'dir' / 'study.db'}"
+    done = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={tmp_path / 'search'}",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Cannot open the Optuna study fashion_lab in {storage} ("), last
+    assert "Traceback" not in done.stderr
