@@ -134,7 +134,7 @@ class StudySweeper(Sweeper):
             study_name=self.study_name,
             storage=url,
             sampler=self.sampler(seed=seed),
-            pruner=self.pruner,
+            pruner=self.pruner or optuna.pruners.NopPruner(),  # null: none
             direction=self.direction,
             load_if_exists=True,
         )
