@@ -44,8 +44,8 @@ def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
 
 def distribution(override: Override) -> Any:
     """The Optuna distribution of a sweep override: choice(...) categorical, interval(a, b)
-    uniform (tag(log, interval(a, b)) log-uniform; integers for integer bounds), range(a, b,
-    step) stepped; a plain value stays fixed (returned as its string)."""
+    uniform over floats (tag(log, interval(a, b)) log-uniform), range(a, b, step) stepped; a
+    plain value stays fixed (returned as its string)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if not override.is_sweep_override():
@@ -61,10 +61,8 @@ def distribution(override: Override) -> Any:
             return IntDistribution(bounds[0], bounds[1], step=bounds[2])
         return FloatDistribution(bounds[0], bounds[1], step=bounds[2])
     if override.is_interval_sweep():
-        log_scale = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log_scale)
-        return FloatDistribution(value.start, value.end, log=log_scale)
+        # Hydra's intervals are of floats, interval(0, 4) too
+        return FloatDistribution(value.start, value.end, log="log" in value.tags)
     raise UserError(
         f"{override.input_line} is not a search space Optuna can sample; use "
         "choice(...), interval(a, b), tag(log, interval(a, b)) or range(a, b, step)."
@@ -168,25 +166,25 @@ class StudySweeper(Sweeper):
         left = [t for t in study.trials if t.state == TrialState.RUNNING]
         if left:
             log.info(f"Continuing trials {', '.join(str(t.number) for t in left)}")
-            self._launch(study, left, fixed, sweep_dir)
+            if not self._launch(study, left, fixed, sweep_dir):
+                return  # stopped again
+        tried = {  # the parameters of every trial so far -> its number
+            self._key(t.params): t.number
+            for t in study.trials
+            if "duplicate_of" not in t.user_attrs
+        }
         duplicates = 0
-        while counted() < self.n_trials and duplicates < 100:
+        while (to_go := self.n_trials - counted()) > 0 and duplicates < 100:
             batch: list[Any] = []
-            while len(batch) < min(self.n_jobs, self.n_trials - counted()) and duplicates < 100:
+            while len(batch) < min(self.n_jobs, to_go) and duplicates < 100:
                 trial = study.ask(space)
                 key = self._key(trial.params)
-                earlier = [
-                    t.number
-                    for t in study.trials
-                    if t.number != trial.number
-                    and "duplicate_of" not in t.user_attrs
-                    and self._key(t.params) == key
-                ]
-                if earlier:  # not run twice, and not counted
-                    trial.set_user_attr("duplicate_of", earlier[0])
+                if key in tried:  # not run twice, and not counted
+                    trial.set_user_attr("duplicate_of", tried[key])
                     study.tell(trial, state=TrialState.FAIL)
                     duplicates += 1
                     continue
+                tried[key] = trial.number
                 batch.append(trial)
             if batch and not self._launch(study, batch, fixed, sweep_dir):
                 return  # stopped (Ctrl-C): its trials stay running, to continue
