@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,20 @@ class RunCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old, new = state_dict.get("dirpath"), self.dirpath
         if old and new and old != new:
-
-            def move(value: Any) -> Any:
-                if isinstance(value, str) and value.startswith(f"{old}/"):
-                    return f"{new}{value[len(old) :]}"
-                return value
-
-            state_dict = {k: move(v) for k, v in state_dict.items()} | {"dirpath": new}
-            state_dict["best_k_models"] = {
-                move(k): v for k, v in (state_dict.get("best_k_models") or {}).items()
-            }
+            state_dict = moved(state_dict, str(old), str(new))
         super().load_state_dict(state_dict)
+
+
+def moved(value: Any, old: str, new: str) -> Any:
+    """`value` with the paths in directory `old` (strings, in mappings' keys and values and in
+    lists) moved to directory `new`."""
+    if isinstance(value, Mapping):
+        return {moved(k, old, new): moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [moved(v, old, new) for v in value]
+    if isinstance(value, str) and (value == old or value.startswith(f"{old}/")):
+        return new + value[len(old) :]
+    return value
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

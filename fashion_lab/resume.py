@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab.checkpoints import LAST
+from fashion_lab.checkpoints import LAST, moved
 from fashion_lab.config import target_name
 from fashion_lab.errors import UserError
 from fashion_lab.results import read_results
@@ -144,17 +144,7 @@ def relocated(stored: Mapping[str, Any], output_dir: str) -> Any:
     """The stored config with the paths inside its run's directory (checkpoints, logs) moved to
     `output_dir`: a checkpoint resumed outside its own run writes into the new run's."""
     old = str((stored.get("paths") or {}).get("output_dir") or "")
-
-    def move(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: move(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [move(v) for v in value]
-        if old and isinstance(value, str) and (value == old or value.startswith(f"{old}/")):
-            return output_dir + value[len(old) :]
-        return value
-
-    return move(stored)
+    return moved(dict(stored), old, output_dir) if old else stored
 
 
 def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
