@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
@@ -56,10 +57,13 @@ def steady(values: list[float]) -> list[float]:
     return values[1:] or values
 
 
-def framework_path(cfg: DictConfig, run: build.Settings) -> dict[str, Any]:
-    """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints."""
+def framework_path(
+    cfg: DictConfig, run: build.Settings, extra: tuple[pl.Callback, ...] = ()
+) -> dict[str, Any]:
+    """`trainer.fit` through the full stack: DataModule, LightningModule, loggers, checkpoints
+    (`extra`: callbacks of a measurement's own)."""
     recorder = RunRecorder()
-    callbacks = [recorder, *build.seeding(cfg.seed)]  # as a run is: same seed, same accuracy
+    callbacks = [recorder, *build.seeding(cfg.seed), *extra]  # as a run: same seed, accuracy
     datamodule = build.datamodule(cfg, run.steps_per_call)
     module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
     trainer = build.trainer(cfg, run, callbacks)
@@ -144,6 +148,7 @@ def hand_loop(
         "images_per_s": round(steps * batch * len(steady(train_s)) / sum(steady(train_s))),
         "epoch_s": round(statistics.median(steady(epoch_s)), 2),
         "epoch_s_all": [round(t, 3) for t in epoch_s],
+        "train_s_all": [round(t, 3) for t in train_s],
         "val_acc": round(correct / len(x_val), 4),
         "weights": str(next(net.parameters()).dtype).removeprefix("torch."),
     }
@@ -221,6 +226,25 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prepare(
+    epochs: int, overrides: list[str], tmp: str
+) -> tuple[DictConfig, build.Settings, FashionMNISTDataModule]:
+    """Both paths' config (logs under `tmp`, no progress bar), speed settings and data."""
+    overrides = [
+        f"trainer.max_epochs={epochs}",
+        f"paths.log_dir={tmp}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        *overrides,
+    ]
+    cfg = schema.check(compose_config(overrides, Path(tmp) / "run0"))
+    datamodule = build.datamodule(cfg)  # the hand loop's: one batch per step
+    # what null leaves is measured here, before any epoch, once the data is checked
+    run = build.settings(cfg, prepare=datamodule.setup)
+    datamodule.setup()
+    return cfg, run, datamodule
+
+
 @command
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -250,18 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.keras_python:
         check_keras_python(args.keras_python)
     with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            f"trainer.max_epochs={args.epochs}",
-            f"paths.log_dir={tmp}",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            *args.overrides,
-        ]
-        cfg = schema.check(compose_config(overrides, Path(tmp) / "run0"))
-        datamodule = build.datamodule(cfg)  # the hand loop's: one batch per step
-        # what null leaves is measured here, before any epoch, once the data is checked
-        run = build.settings(cfg, prepare=datamodule.setup)
-        datamodule.setup()
+        cfg, run, datamodule = prepare(args.epochs, args.overrides, tmp)
         profiler = cProfile.Profile() if args.profile else None
         pairs, framework_rss = [], 0.0
         for repeat in range(args.repeats):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 
 import pytest
 from conftest import tiny_overrides
 
 from fashion_lab import benchmark
+from fashion_lab.config import REPO_ROOT
 
 
 def _report(capsys, argv: list[str]) -> tuple[str, dict]:
@@ -133,3 +136,17 @@ def test_repeats_alternate_the_paths_and_report_the_median_pair(
     assert report["framework_vs_hand_loop"] == 0.9
     assert report["framework"]["images_per_s"] == 900
     assert "the median of 3 pairs: 0.900, 1.000, 0.800" in text
+
+
+def test_step_parity_times_the_framework_inside_and_between_its_calls(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    script = REPO_ROOT / "experiments" / "benchmark" / "step_parity.py"
+    overrides = [*tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=4"]
+    monkeypatch.setattr(sys, "argv", [str(script), "--epochs", "2", "--rounds", "1", *overrides])
+    runpy.run_path(str(script), run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "cnn, 32-true, 4 steps per call"
+    # 512 images in batches of 64: 8 steps an epoch, in 2 calls of 4
+    assert [line.split(":")[0] for line in lines[1:]] == ["round 0 epoch 0", "round 0 epoch 1"]
+    assert all("inside its 2 calls" in line for line in lines[1:])
