@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run fashion_lab with bad inputs a user can give; print each command's exit code and the last
-# line it printed, as a Markdown table.   bash experiments/errors/bad_inputs.sh
+# line it printed, as Markdown tables: bad overrides and data, then a run stopped by a signal and
+# resumed with settings its checkpoint fixes.   bash experiments/errors/bad_inputs.sh
 set -u
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
@@ -82,6 +83,8 @@ cases=(
   "module.steps_per_call=0"
   "scheduler=cosine scheduler.T_max=0"
   "--config-dir $work/nowhere model=tiny"
+  "-m hparams_search=optuna hydra.sweeper.storage=bogus://x"
+  "paths.log_dir=/proc/fashion_lab"
 )
 echo "| overrides | exit | what it printed last |"
 echo "| --- | --- | --- |"
@@ -102,4 +105,24 @@ for args in "${cases[@]}"; do
   shown=${args//$work/\$TMP}
   last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)
   echo "| \`$shown\` | $code | ${last//$work/\$TMP} |"
+done
+
+# a run stopped by a scheduler's signal, then resumed with settings its checkpoint holds
+run="$work/run0"
+python -m fashion_lab $quick hydra.run.dir="$run" trainer.limit_train_batches=0.05 test=false >/dev/null 2>&1
+echo
+echo "| command | exit | what it printed last |"
+echo "| --- | --- | --- |"
+report() {  # report SHOWN COMMAND...: one row
+  local shown=$1; shift
+  out=$("$@" 2>&1); code=$?
+  last=$(printf '%s\n' "$out" | grep -v '^\s*$' | tail -n 1)
+  echo "| \`${shown//$work/\$TMP}\` | $code | ${last//$work/\$TMP} |"
+}
+# shellcheck disable=SC2086
+report "timeout --preserve-status -s TERM 15 python -m fashion_lab trainer.max_epochs=6" \
+  timeout --preserve-status -s TERM 15 python -m fashion_lab $quick trainer.max_epochs=6 hydra.run.dir="$work/run1"
+for change in optimizer.lr=0.05 seed=3 data.val_size=1000 scheduler=cosine model=resnet; do
+  # shellcheck disable=SC2086
+  report "python -m fashion_lab ckpt_path=$run $change" python -m fashion_lab $quick ckpt_path="$run" $change
 done
