@@ -87,68 +87,81 @@ DTYPES = {"64": torch.float64, "32": torch.float32, "bf16": torch.bfloat16, "16"
 """The dtype of each of Lightning's precisions ("bf16-mixed", "64-true", ...) by its first part."""
 
 
+class HandLoop:
+    """The same training as a minimal loop: index, normalize, forward, backward, step, at the
+    run's precision ("bf16-mixed": autocast; "64-true": weights and inputs in that dtype) and
+    memory format."""
+
+    def __init__(
+        self, cfg: DictConfig, run: build.Settings, datamodule: FashionMNISTDataModule
+    ) -> None:
+        self.device = torch.device("cuda" if run.accelerator == "gpu" else "cpu")
+        kind, _, mode = run.trainer["precision"].partition("-")
+        dtype = DTYPES[kind]
+        self.autocast = (
+            torch.autocast(self.device.type, dtype=dtype) if mode == "mixed" else nullcontext()
+        )
+        self.weights = dtype if mode == "true" else torch.float32
+        torch.manual_seed(cfg.seed or 0)
+        self.net = build.network(cfg.model).to(self.device, self.weights)
+        self.channels_last = run.channels_last
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.optimizer = build.instantiate(cfg.optimizer, "optimizer")(params=self.net.parameters())
+        self.x_train, self.y_train = (t.to(self.device) for t in datamodule.split("train"))
+        self.mean, self.std, self.batch = datamodule.mean, datamodule.std, datamodule.batch_size
+        self.steps = len(self.x_train) // self.batch  # an epoch's
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = ((x.float() / 255 - self.mean) / self.std).to(self.weights)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def step(self, index: torch.Tensor) -> None:
+        """One optimizer step on the training images at `index`."""
+        with self.autocast:
+            loss = torch.nn.functional.cross_entropy(
+                self.net(self.prepare(self.x_train[index])), self.y_train[index]
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
 def hand_loop(
     cfg: DictConfig, run: build.Settings, datamodule: FashionMNISTDataModule, epochs: int
 ) -> dict[str, Any]:
-    """The same training as a minimal loop: index, normalize, forward, backward, step, at the
-    run's precision ("bf16-mixed": autocast; "64-true": weights and inputs in that dtype) and
-    memory format.
-    """
-    device = torch.device("cuda" if run.accelerator == "gpu" else "cpu")
-    kind, _, mode = run.trainer["precision"].partition("-")
-    dtype = DTYPES[kind]
-    autocast = torch.autocast(device.type, dtype=dtype) if mode == "mixed" else nullcontext()
-    weights = dtype if mode == "true" else torch.float32
-    torch.manual_seed(cfg.seed or 0)
-    net = build.network(cfg.model).to(device, weights)
-    channels_last = run.channels_last
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    optimizer = build.instantiate(cfg.optimizer, "optimizer")(params=net.parameters())
-    x_train, y_train = (t.to(device) for t in datamodule.split("train"))
-    x_val, y_val = (t.to(device) for t in datamodule.split("val"))
-    mean, std, batch = datamodule.mean, datamodule.std, datamodule.batch_size
-
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        x = ((x.float() / 255 - mean) / std).to(weights)
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    train_s, epoch_s, steps = [], [], len(x_train) // batch
+    """`epochs` of the HandLoop, each training then validating."""
+    loop = HandLoop(cfg, run, datamodule)
+    net, batch, steps = loop.net, loop.batch, loop.steps
+    x_val, y_val = (t.to(loop.device) for t in datamodule.split("val"))
+    train_s, epoch_s = [], []
     for _ in range(epochs):
-        sync()
+        loop.sync()
         start = time.perf_counter()
         net.train()
-        order = torch.randperm(len(x_train), device=device)
+        order = torch.randperm(len(loop.x_train), device=loop.device)
         for i in range(steps):
-            index = order[i * batch : (i + 1) * batch]
-            with autocast:
-                loss = torch.nn.functional.cross_entropy(
-                    net(prepare(x_train[index])), y_train[index]
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        sync()
+            loop.step(order[i * batch : (i + 1) * batch])
+        loop.sync()
         train_s.append(time.perf_counter() - start)
         net.eval()
         correct = 0
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), loop.autocast:
             for i in range(0, len(x_val), datamodule.eval_batch_size):
-                logits = net(prepare(x_val[i : i + datamodule.eval_batch_size]))
+                logits = net(loop.prepare(x_val[i : i + datamodule.eval_batch_size]))
                 correct += int(
                     (logits.argmax(1) == y_val[i : i + datamodule.eval_batch_size]).sum()
                 )
-        sync()
+        loop.sync()
         epoch_s.append(time.perf_counter() - start)
     return {
         "images_per_s": round(steps * batch * len(steady(train_s)) / sum(steady(train_s))),
         "epoch_s": round(statistics.median(steady(epoch_s)), 2),
         "epoch_s_all": [round(t, 3) for t in epoch_s],
-        "train_s_all": [round(t, 3) for t in train_s],
         "val_acc": round(correct / len(x_val), 4),
         "weights": str(next(net.parameters()).dtype).removeprefix("torch."),
     }

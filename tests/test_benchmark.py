@@ -138,15 +138,16 @@ def test_repeats_alternate_the_paths_and_report_the_median_pair(
     assert "the median of 3 pairs: 0.900, 1.000, 0.800" in text
 
 
-def test_step_parity_times_the_framework_inside_and_between_its_calls(
+def test_step_parity_interleaves_framework_calls_and_hand_steps(
     tiny_data, tmp_path, capsys, monkeypatch
 ):
     script = REPO_ROOT / "experiments" / "benchmark" / "step_parity.py"
-    overrides = [*tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=4"]
-    monkeypatch.setattr(sys, "argv", [str(script), "--epochs", "2", "--rounds", "1", *overrides])
+    overrides = [*tiny_overrides(tiny_data, tmp_path), "module.steps_per_call=2"]
+    monkeypatch.setattr(sys, "argv", [str(script), "--epochs", "2", *overrides])
     runpy.run_path(str(script), run_name="__main__")
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "cnn, 32-true, 4 steps per call"
-    # 512 images in batches of 64: 8 steps an epoch, in 2 calls of 4
-    assert [line.split(":")[0] for line in lines[1:]] == ["round 0 epoch 0", "round 0 epoch 1"]
-    assert all("inside its 2 calls" in line for line in lines[1:])
+    assert lines[0] == "cnn, 32-true, 2 steps per call"
+    # 512 images in batches of 64: 8 steps an epoch, 4 calls of 2, each followed by 2 hand steps
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 0", "epoch 1"]
+    assert all(", 2 hand steps " in line and "between calls" in line for line in epochs)

@@ -24,8 +24,8 @@ def test_label_smoothing_changes_the_loss():
     smooth = _module(label_smoothing=0.2)
     smooth.load_state_dict(plain.state_dict())
     plain.eval(), smooth.eval()
-    loss_plain = plain._loss_and_predictions((x, y))[0]
-    loss_smooth = smooth._loss_and_predictions((x, y))[0]
+    loss_plain = plain._loss_and_logits((x, y))[0]
+    loss_smooth = smooth._loss_and_logits((x, y))[0]
     assert not torch.isclose(loss_plain, loss_smooth)
 
 

@@ -503,15 +503,15 @@ def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
 def test_divergence_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     from fashion_lab.module import DivergenceError, LitClassifier
 
-    healthy = LitClassifier._loss_and_predictions
+    healthy = LitClassifier._loss_and_logits
 
     def nan_from_epoch_1(self, batch):
-        loss, preds, y = healthy(self, batch)
+        loss, logits, y = healthy(self, batch)
         if self.training and self.current_epoch >= 1:
             loss = loss * float("nan")
-        return loss, preds, y
+        return loss, logits, y
 
-    monkeypatch.setattr(LitClassifier, "_loss_and_predictions", nan_from_epoch_1)
+    monkeypatch.setattr(LitClassifier, "_loss_and_logits", nan_from_epoch_1)
     cfg = compose_run([*tiny_overrides(tiny_data, tmp_path), "trainer.max_epochs=3"], tmp_path)
     with pytest.raises(DivergenceError, match="epoch 1"):
         train(cfg)
