@@ -239,13 +239,13 @@ class LitClassifier(pl.LightningModule):
         """Add a call's batches to the epoch's running sums of loss and correct predictions, in
         a few ops for all of them (a handful per batch cost a CPU step about 2%)."""
         losses, logits, labels = zip(*seen, strict=True)
-        sizes = {len(y) for y in labels}
-        if len(sizes) == 1:
-            loss_sum = torch.stack(losses).sum() * sizes.pop()
+        if len(seen) == 1:  # one batch a call (the GPU's default): no joining copies
+            loss, logits, labels = losses[0], logits[0], labels[0]
         else:
-            loss_sum = sum(loss * len(y) for loss, y in zip(losses, labels, strict=True))
-        correct = (torch.cat(logits).argmax(dim=1) == torch.cat(labels)).sum()
-        self._train_sums += torch.stack([loss_sum, correct])
+            loss, logits, labels = torch.stack(losses).sum(), torch.cat(logits), torch.cat(labels)
+        # a call's batches are all one size: grouped batches are full ones
+        correct = (logits.argmax(dim=1) == labels).sum()
+        self._train_sums += torch.stack([loss * len(seen[0][2]), correct])
 
     def _steps_through(self, batch, seen: list) -> tuple[torch.Tensor, float]:
         """One optimizer step per batch of a stacked group [m, B, ...], in order, until

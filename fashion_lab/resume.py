@@ -144,7 +144,7 @@ def relocated(stored: Mapping[str, Any], output_dir: str) -> Any:
     """The stored config with the paths inside its run's directory (checkpoints, logs) moved to
     `output_dir`: a checkpoint resumed outside its own run writes into the new run's."""
     old = str((stored.get("paths") or {}).get("output_dir") or "")
-    return moved(dict(stored), old, output_dir) if old else stored
+    return moved(stored, old, output_dir) if old else stored
 
 
 def match_checkpoint(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> None:
