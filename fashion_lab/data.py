@@ -362,12 +362,14 @@ class IndexBatches:
         order = self.sampler.order()[self.rank :: self.world_size][: self._local_size()]
         order = order.to(self.images.device)  # one copy per epoch when the data is on a GPU
         b, batches = self.batch_size, self.num_batches
+        # index_select on rows gathers several times faster than indexing [N, 1, H, W]
+        rows = self.images.reshape(len(self.images), -1)
         for first in range(0, batches, self.group):
             m = min(self.group, batches - first)
             index = order[first * b : (first + m) * b]
-            if self.group > 1:
-                index = index.view(m, b)
-            yield self.images[index], self.labels[index]
+            shape = (m, b) if self.group > 1 else (len(index),)
+            images = rows.index_select(0, index).view(*shape, *self.images.shape[1:])
+            yield images, self.labels.index_select(0, index).view(shape)
 
 
 @dataclass
@@ -586,10 +588,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             return self.trainer.precision_plugin.convert_input(batch) if self.trainer else batch
         x, y = batch
         shape = x.shape
-        x = x.reshape(-1, *shape[-3:]).float() / 255.0
+        # in place on a float copy: a fresh buffer per op cost more than the arithmetic
+        x = x.reshape(-1, *shape[-3:]).to(torch.float32, copy=True).div_(255.0)
         if self.trainer is not None and self.trainer.training and self.augmentation.active:
             x = self.augmentation(x)
-        x = ((x - self.mean) / self.std).reshape(shape)
+        x = x.sub_(self.mean).div_(self.std).reshape(shape)
         if self.trainer is not None:
             x = self.trainer.precision_plugin.convert_input(x)
         return x, y

@@ -6,8 +6,9 @@ favours neither.
     python experiments/benchmark/step_parity.py [--epochs 2] [overrides...]
 
 Per epoch: the median milliseconds of a framework call and of the K hand steps after it (which
-index and normalize their own batches), their ratio, and the time between framework calls
-(Lightning's loop, fetching and normalizing the next call's batches; the hand steps excluded).
+index and normalize their own batches), their ratio, the time between framework calls
+(Lightning's loop, fetching and normalizing the next call's batches; the hand steps excluded),
+and the hand steps' total over the framework's calls and the time between them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class Interleaved(pl.Callback):
             f"epoch {trainer.current_epoch}: framework call {call_ms:.1f} ms, {self.k} hand steps"
             f" {hand_ms:.1f} ms (hand / framework: median {ratio:.3f},"
             f" totals {sum(hand) / sum(framework):.3f}); between calls"
-            f" {1e3 * statistics.median(self.between):.2f} ms, {sum(self.between):.2f} s in all"
+            f" {1e3 * statistics.median(self.between):.2f} ms, {sum(self.between):.2f} s in all;"
+            f" hand / framework with the time between calls:"
+            f" {sum(hand) / (sum(framework) + sum(self.between[: len(framework)])):.3f}"
         )
         self.framework, self.hand_s, self.between, self._end = [], [], [], None
 
