@@ -18,11 +18,12 @@ from fashion_lab.errors import UserError
 
 
 def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=None):
-    precision = [] if any(e.startswith("trainer.precision=") for e in extra) else ["32-true"]
+    own_precision = any(e.startswith("trainer.precision=") for e in extra)
+    precision = () if own_precision else ("trainer.precision=32-true",)
     overrides = [
         *tiny_overrides(tiny_data, tmp_path / name),
         "trainer.max_epochs=2",
-        *(f"trainer.precision={p}" for p in precision),
+        *precision,
         "trainer.num_sanity_val_steps=0",
         *extra,
     ]

@@ -63,7 +63,7 @@ class Interleaved(pl.Callback):
             f" totals {sum(hand) / sum(framework):.3f}); between calls"
             f" {1e3 * statistics.median(self.between):.2f} ms, {sum(self.between):.2f} s in all;"
             f" hand / framework with the time between calls:"
-            f" {sum(hand) / (sum(framework) + sum(self.between[: len(framework)])):.3f}"
+            f" {sum(hand) / (sum(framework) + sum(self.between)):.3f}"
         )
         self.framework, self.hand_s, self.between, self._end = [], [], [], None
 
