@@ -53,6 +53,10 @@ CALL_SHARE = 0.01
 """`module.steps_per_call`: the fewest optimizer steps per Lightning training call that bring
 Lightning's fixed cost per call under this share of the call's time."""
 
+BUSY_SHARE = 0.25
+"""Figures timed while other processes kept more than this share of the run's CPUs busy (or a
+hypervisor took it) are used for the run but not cached: they say more about the other load."""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -66,6 +70,8 @@ class Choice:
     # Lightning's cost per training call and the chosen candidate's step, in ms
     call_ms: float | None = None
     step_ms: float | None = None
+    # the share of the run's CPUs that other processes kept busy while timing (None: not known)
+    busy: float | None = None
 
     def line(self, what: str) -> str:
         return f"Speed for {what}: {describe(self.record())}."
@@ -79,6 +85,7 @@ class Choice:
             "call_ms": self.call_ms,
             "step_ms": self.step_ms,
             "cached": self.cached,
+            "busy": self.busy,
         }
 
 
@@ -86,6 +93,10 @@ def describe(record: dict[str, Any]) -> str:
     """A Choice's record in words: what was picked, then every candidate's figure."""
     figures = "; ".join(f"{k} {v:,.0f}" for k, v in record["images_per_s"].items())
     source = f"cached in {cache_path()}" if record["cached"] else "timed now"
+    if not record["cached"] and _too_busy(record.get("busy")):
+        source += (
+            f" while other processes kept {record['busy']:.0%} of the CPUs busy, so not cached"
+        )
     steps = ""
     if record.get("steps_per_call") is not None and record.get("call_ms") is not None:
         steps = (
@@ -104,6 +115,45 @@ def fmt(channels_last: bool) -> str:
 
 def label(precision: str, channels_last: bool) -> str:
     return f"{precision}/{fmt(channels_last)}"
+
+
+def _too_busy(share: float | None) -> bool:
+    return share is not None and share > BUSY_SHARE
+
+
+class CpuLoad:
+    """From its creation to `share()`: the share of this process's CPUs that other processes
+    used, or the hypervisor gave to other machines (Linux's /proc/stat). None where it cannot be
+    read or over less than MIN_WINDOW_S, which is too short for its 10 ms ticks."""
+
+    MIN_WINDOW_S = 0.2
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, int] | None:
+        try:
+            cpus = os.sched_getaffinity(0)
+            busy = 0
+            with open("/proc/stat") as f:
+                for line in f:
+                    name, *values = line.split()
+                    if name[:3] == "cpu" and name[3:].isdigit() and int(name[3:]) in cpus:
+                        # user nice system idle iowait irq softirq steal (guest is in user)
+                        user, nice, system, _, _, irq, softirq, steal = map(int, values[:8])
+                        busy += user + nice + system + irq + softirq + steal
+            ticks = os.sysconf("SC_CLK_TCK")
+        except (AttributeError, OSError, ValueError):
+            return None
+        return time.perf_counter(), busy / ticks, time.process_time(), len(cpus)
+
+    def share(self) -> float | None:
+        end = self._sample()
+        if self._start is None or end is None or end[0] - self._start[0] < self.MIN_WINDOW_S:
+            return None
+        wall, busy, own = (b - a for a, b in zip(self._start[:3], end[:3], strict=True))
+        return round(min(1.0, max(0.0, (busy - own) / (wall * end[3]))), 3)
 
 
 def candidate_precisions(device: torch.device) -> list[str]:
@@ -248,6 +298,7 @@ def choose(
 
     first = formats[0]
     call_ms = step_ms = None
+    load = CpuLoad()
     try:
         best_precision, best_format = _compare(precisions, formats, rate)
         if steps_per_call is None:
@@ -260,7 +311,8 @@ def choose(
     except Exception as e:  # the user's network fails on random images: the run will say why
         log.debug("speed candidates not timed: %r", e, exc_info=True)
         return Choice(precision or fallback, first, steps_per_call=steps_per_call or 1)
-    if measured_now:
+    busy = load.share()
+    if measured_now and not _too_busy(busy):
         _write_cache(key, entry)
     # the candidates this choice looked at, in the order they were compared
     looked = [label(p, first) for p in precisions] + [label(best_precision, c) for c in formats[1:]]
@@ -273,6 +325,7 @@ def choose(
         steps_per_call=steps_per_call,
         call_ms=call_ms,
         step_ms=step_ms,
+        busy=busy,
     )
 
 
@@ -297,17 +350,19 @@ def call_overhead_s(device: torch.device) -> float:
     """Lightning's fixed cost of one training call of LitClassifier on `device`, in seconds:
     the same 256 optimizer steps of a tiny network trained one and eight per call, the time
     saved divided by the calls saved (best of two rounds, after a warm-up fit). Cached per
-    machine and Lightning version."""
+    machine and Lightning version, unless other processes kept the CPUs busy meanwhile."""
     key = f"{machine(device)} | {device.type} | lightning {pl.__version__} | cost per call"
     cached = _read_cache().get(key)
     if isinstance(cached, dict) and isinstance(cached.get("seconds"), int | float):
         return cached["seconds"]
     steps, group = 256, 8
+    load = CpuLoad()
     _fit_seconds(device, 1, 32)  # Lightning's first fit in a process sets itself up
     rounds = [[_fit_seconds(device, k, steps) for k in (1, group)] for _ in range(2)]
     one, grouped = (min(r[i] for r in rounds) for i in (0, 1))
     seconds = max(0.0, (one - grouped) / (steps - steps // group))
-    _write_cache(key, {"seconds": round(seconds, 7)})
+    if not _too_busy(load.share()):
+        _write_cache(key, {"seconds": round(seconds, 7)})
     return seconds
 
 

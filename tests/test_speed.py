@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,6 +101,50 @@ def test_a_second_run_reads_the_cache_and_a_damaged_cache_is_measured_again(monk
     third = _choose(FIGURES, calls)
     assert len(calls) == 6 and not third.cached
     assert json.loads(path.read_text())["entries"]  # rewritten whole
+
+
+class _Busy:
+    """A CpuLoad that reports other processes on 80% of the CPUs."""
+
+    def share(self):
+        return 0.8
+
+
+def test_figures_timed_while_other_processes_were_busy_are_used_but_not_cached(
+    monkeypatch, tmp_path
+):
+    path = tmp_path / "cache" / "speed.json"
+    monkeypatch.setenv(speed.CACHE_ENV, str(path))
+    monkeypatch.setattr(speed, "CpuLoad", _Busy)
+    calls: list[str] = []
+    first = _choose(FIGURES | {"bf16-mixed/channels_last": 1200.0}, calls)
+    assert (first.precision, first.channels_last, first.busy) == ("bf16-mixed", False, 0.8)
+    assert "80% of the CPUs busy, so not cached" in first.line("cnn")
+    assert not path.exists()
+    _choose(FIGURES, calls)
+    assert len(calls) == 6  # the next run times again
+    # Lightning's cost per call likewise
+    monkeypatch.setattr(speed, "_fit_seconds", lambda device, k, steps: 1.0 if k == 1 else 0.5)
+    assert speed.call_overhead_s(CPU) == pytest.approx(0.5 / 224)
+    assert not path.exists()
+
+
+def test_the_cpu_load_sees_other_processes():
+    if not Path("/proc/stat").is_file():
+        pytest.skip("no /proc/stat here")
+    cpus = len(os.sched_getaffinity(0))
+    spin = [sys.executable, "-c", "while True: pass"]
+    others = [subprocess.Popen(spin) for _ in range(cpus)]
+    try:
+        time.sleep(0.3)
+        load = speed.CpuLoad()
+        time.sleep(0.5)
+        share = load.share()
+    finally:
+        for p in others:
+            p.kill()
+    assert share is not None and share > 0.5
+    assert speed.CpuLoad().share() is None  # too short a window to say
 
 
 def test_a_cache_that_cannot_be_written_costs_only_a_measurement(monkeypatch, tmp_path):
