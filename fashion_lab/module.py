@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,10 @@ class LitClassifier(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        loss, logits, y = self._loss_and_logits(batch)
+        # autocast off: the test figures are the trained weights' own, as evaluate computes them
+        fp32 = torch.is_autocast_enabled(self.device.type)
+        with torch.autocast(self.device.type, enabled=False) if fp32 else nullcontext():
+            loss, logits, y = self._loss_and_logits(batch)
         preds = logits.argmax(dim=1)
         self.test_metrics.update(preds, y)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)

@@ -12,7 +12,9 @@ import torch
 from conftest import run_cli, tiny_overrides
 from PIL import Image
 
+from fashion_lab import build
 from fashion_lab.data import CLASS_NAMES
+from fashion_lab.inference import load_trained
 from fashion_lab.predict import to_fashion_mnist
 
 
@@ -24,7 +26,8 @@ def trained_run(tmp_path_factory) -> tuple[Path, list[str]]:
     tmp = tmp_path_factory.mktemp("run")
     write_dataset(tmp / "data")
     overrides = tiny_overrides(tmp / "data", tmp / "logs")
-    done = run_cli(*overrides, "trainer.max_epochs=1")
+    # bf16 autocast, whatever the machine: the test set is still scored in fp32, as evaluate does
+    done = run_cli(*overrides, "trainer.max_epochs=1", "trainer.precision=bf16-mixed")
     assert done.returncode == 0, done.stderr
     assert "config (saved as config.yaml in the run directory)" in done.stderr
     assert "└── " in done.stderr, "the config is printed as a tree"
@@ -46,6 +49,13 @@ def test_evaluate_a_run_directory_scores_its_best_checkpoint(trained_run):
     results = json.loads((run_dir / "results.json").read_text())
     # the same checkpoint on the same test set: the figure training reported
     assert metrics["test_acc"] == pytest.approx(results["test_acc"], abs=1e-6)
+    trained = load_trained(str(run_dir), data)
+    test_data = build.datamodule(trained.cfg)
+    test_data.setup()
+    images, labels = test_data.split("test")
+    probabilities = trained.probabilities(images.float() / 255)
+    loss = -probabilities[torch.arange(len(labels)), labels].log().mean().item()
+    assert results["test_loss"] == pytest.approx(loss, rel=1e-5)
     assert np.array(metrics["confusion_matrix"]).sum() == metrics["test_images"] == 200
     for figure in ("confusion_matrix.png", "predictions.png"):
         assert (run_dir / "evaluation" / figure).stat().st_size > 10_000
