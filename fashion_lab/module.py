@@ -323,8 +323,8 @@ class LitClassifier(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         # autocast off: the test figures are the trained weights' own, as evaluate computes them
-        fp32 = torch.is_autocast_enabled(self.device.type)
-        with torch.autocast(self.device.type, enabled=False) if fp32 else nullcontext():
+        mixed = torch.is_autocast_enabled(self.device.type)
+        with torch.autocast(self.device.type, enabled=False) if mixed else nullcontext():
             loss, logits, y = self._loss_and_logits(batch)
         preds = logits.argmax(dim=1)
         self.test_metrics.update(preds, y)
