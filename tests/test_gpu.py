@@ -22,6 +22,7 @@ def test_the_brief_command_trains_on_the_gpu(tiny_data, tmp_path):
         "trainer.gpus=1",
         *tiny_overrides(tiny_data, tmp_path),
         "trainer.precision=null",  # timed on the GPU (fashion_lab.speed)
+        "module.steps_per_call=null",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [results] = tmp_path.rglob("results.json")

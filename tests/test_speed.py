@@ -202,7 +202,8 @@ def test_a_null_config_is_measured_with_the_runs_network_and_kept(monkeypatch, t
     monkeypatch.setattr(speed, "time_steps", timer)
     monkeypatch.setattr(speed, "call_overhead_s", lambda device: 0.001)
     overrides = [*tiny_overrides(tiny_data, tmp_path), "trainer.precision=null"]
-    cfg = compose_run([*overrides, "module.channels_last=null", "model=dilated_v2"], tmp_path)
+    null = ["module.channels_last=null", "module.steps_per_call=null", "model=dilated_v2"]
+    cfg = compose_run([*overrides, *null], tmp_path)
     run = build.settings(cfg)
     assert run.trainer["precision"] == "bf16-mixed" and run.channels_last is False
     assert seen[0] == ("DilatedNet", 64, "cpu")
