@@ -377,7 +377,10 @@ def test_a_resumed_run_groups_batches_as_its_checkpoint_did(tiny_data, tmp_path,
     # checkpoint's value, and the run ends where the uninterrupted one did
     saved, whole = _checkpoint(tiny_data, tmp_path, k)
     done = run_cli(
-        *tiny_overrides(tiny_data, tmp_path / "resumed"), f"ckpt_path={saved}", "test=false"
+        *tiny_overrides(tiny_data, tmp_path / "resumed"),
+        "module.steps_per_call=null",
+        f"ckpt_path={saved}",
+        "test=false",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [path] = (tmp_path / "resumed").rglob("results.json")

@@ -342,7 +342,11 @@ def test_ddp_with_two_cpu_processes_under_hydra_leaves_one_run(tiny_data, tmp_pa
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     done = run_cli(
-        "trainer=ddp", *tiny_overrides(tiny_data, tmp_path), "data.batch_size=32", cwd=cwd
+        "trainer=ddp",
+        *tiny_overrides(tiny_data, tmp_path),
+        "module.steps_per_call=null",  # the default, one step a call under DDP
+        "data.batch_size=32",
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, "the second process ends cleanly too"
