@@ -18,12 +18,9 @@ from fashion_lab.errors import UserError
 
 
 def _fit(tiny_data, tmp_path, name: str, *extra: str, callbacks=(), ckpt_path=None):
-    own_precision = any(e.startswith("trainer.precision=") for e in extra)
-    precision = () if own_precision else ("trainer.precision=32-true",)
     overrides = [
-        *tiny_overrides(tiny_data, tmp_path / name),
+        *tiny_overrides(tiny_data, tmp_path / name),  # fp32 unless `extra` gives a precision
         "trainer.max_epochs=2",
-        *precision,
         "trainer.num_sanity_val_steps=0",
         *extra,
     ]
