@@ -46,6 +46,10 @@ WARMUP_STEPS = 1  # the first step creates the oneDNN/cuDNN primitives
 MIN_STEPS, MAX_STEPS, BUDGET_S = 3, 30, 0.5
 """Each candidate: at least MIN_STEPS timed steps, more until BUDGET_S or MAX_STEPS."""
 
+GIVE_UP_SHARE = 0.5
+"""A candidate whose first timed step runs below this share of the images/s it needs to win stops
+there: a clear loser (bf16 emulated on a CPU without it) would otherwise cost the most time."""
+
 IMAGE_SHAPE = (1, 28, 28)
 
 STEPS_PER_CALL = (1, 2, 4, 8)
@@ -223,9 +227,12 @@ def time_steps(
     device: torch.device,
     precision: str,
     channels_last: bool,
+    *,
+    give_up_below: float = 0.0,
 ) -> float:
     """Training images/s of one candidate: the median of timed steps (forward, loss, backward,
-    optimizer step) on random images, after a warm-up. The caller's random state is kept."""
+    optimizer step) on random images, after a warm-up; the first step's figure alone where it is
+    below `give_up_below`. The caller's random state is kept."""
     kind = precision.partition("-")[0]
     dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(kind)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -256,6 +263,8 @@ def time_steps(
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)
+            if batch_size / times[0] < give_up_below:
+                break
     return batch_size / statistics.median(times)
 
 
@@ -288,11 +297,15 @@ def choose(
     entry = dict(_read_cache().get(key) or {})
     measured_now = False
 
-    def rate(p: str, c: bool) -> float:
+    def rate(p: str, c: bool, need: float = 0.0) -> float:
+        """Images/s of a candidate, timed once; `need` is what it must reach to win."""
         nonlocal measured_now
         name = label(p, c)
         if not isinstance(entry.get(name), int | float):
-            entry[name] = round(timer(make_network, make_optimizer, batch_size, device, p, c))
+            give_up = {"give_up_below": GIVE_UP_SHARE * need} if need else {}
+            entry[name] = round(
+                timer(make_network, make_optimizer, batch_size, device, p, c, **give_up)
+            )
             measured_now = True
         return entry[name]
 
@@ -330,18 +343,18 @@ def choose(
 
 
 def _compare(
-    precisions: list[str], formats: list[bool], rate: Callable[[str, bool], float]
+    precisions: list[str], formats: list[bool], rate: Callable[..., float]
 ) -> tuple[str, bool]:
     """The fastest precision at the first format (a mixed one only by LOWER_PRECISION_MARGIN),
     then the fastest format at it (the other only by FORMAT_MARGIN)."""
     first, full = formats[0], precisions[0]
     floor = LOWER_PRECISION_MARGIN * rate(full, first) if len(precisions) > 1 else 0
-    faster = [p for p in precisions[1:] if rate(p, first) >= floor]
+    faster = [p for p in precisions[1:] if rate(p, first, floor) >= floor]
     best_precision = max(faster, key=lambda p: rate(p, first)) if faster else full
     best_format = first
     for other in formats[1:]:
         base = rate(best_precision, first)
-        if rate(best_precision, other) >= FORMAT_MARGIN * base:
+        if rate(best_precision, other, FORMAT_MARGIN * base) >= FORMAT_MARGIN * base:
             best_format = other
     return best_precision, best_format
 

@@ -26,13 +26,21 @@ def _own_cache(monkeypatch, tmp_path):
     monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "own" / "speed.json"))
 
 
-def _choose(figures: dict[str, float], calls: list[str] | None = None, **given):
-    """speed.choose with a timer that answers `figures` (label -> images/s) and notes each call."""
+def _choose(
+    figures: dict[str, float],
+    calls: list[str] | None = None,
+    give_ups: dict[str, float] | None = None,
+    **given,
+):
+    """speed.choose with a timer that answers `figures` (label -> images/s) and notes each call
+    and the figure below which it was told to give up."""
 
-    def timer(make_network, make_optimizer, batch, device, precision, channels_last):
+    def timer(make_network, make_optimizer, batch, device, precision, channels_last, **options):
         name = speed.label(precision, channels_last)
         if calls is not None:
             calls.append(name)
+        if give_ups is not None:
+            give_ups[name] = options.get("give_up_below", 0.0)
         return figures[name]
 
     options = {"precision": None, "channels_last": None} | given
@@ -74,6 +82,18 @@ def test_the_faster_precision_and_format_win():
     assert (choice.precision, choice.channels_last) == ("bf16-mixed", False)
     assert choice.measured["bf16-mixed/contiguous"] == 1300
     assert "bf16-mixed, contiguous" in choice.line("cnn at batch 128")
+
+
+def test_a_contender_is_told_the_figure_below_which_it_has_clearly_lost():
+    give_ups: dict[str, float] = {}
+    _choose(FIGURES, give_ups=give_ups)
+    need_bf16 = speed.LOWER_PRECISION_MARGIN * FIGURES["32-true/channels_last"]
+    need_contiguous = speed.FORMAT_MARGIN * FIGURES["32-true/channels_last"]
+    assert give_ups == {
+        "32-true/channels_last": 0.0,  # the first candidate is timed in full
+        "bf16-mixed/channels_last": pytest.approx(speed.GIVE_UP_SHARE * need_bf16),
+        "32-true/contiguous": pytest.approx(speed.GIVE_UP_SHARE * need_contiguous),
+    }
 
 
 def test_given_values_are_never_timed():
@@ -156,7 +176,7 @@ def test_a_cache_that_cannot_be_written_costs_only_a_measurement(monkeypatch, tm
 
 
 def test_a_network_that_cannot_be_timed_gets_the_fallback():
-    def broken(*args):
+    def broken(*args, **options):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
     choice = speed.choose(
@@ -189,11 +209,32 @@ def test_timing_real_steps_keeps_the_callers_random_state():
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_a_clear_loser_stops_after_one_timed_step():
+    def steps(**options) -> int:
+        net = create_model("cnn")
+        calls = []
+        net.register_forward_hook(lambda *args: calls.append(1))
+        speed.time_steps(
+            lambda: net,
+            lambda params: torch.optim.Adam(params),
+            16,
+            CPU,
+            "32-true",
+            True,
+            **options,
+        )
+        return len(calls) - 1 - speed.WARMUP_STEPS  # less the probe for the classes, the warm-up
+
+    assert steps() >= speed.MIN_STEPS
+    assert steps(give_up_below=float("inf")) == 1
+    assert steps(give_up_below=1.0) >= speed.MIN_STEPS  # any real step beats 1 image/s
+
+
 def test_a_null_config_is_measured_with_the_runs_network_and_kept(monkeypatch, tiny_data, tmp_path):
     monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "speed.json"))
     seen = []
 
-    def timer(make_network, make_optimizer, batch, device, precision, channels_last):
+    def timer(make_network, make_optimizer, batch, device, precision, channels_last, **options):
         net = make_network()
         make_optimizer(net.parameters())
         seen.append((type(net).__name__, batch, device.type))

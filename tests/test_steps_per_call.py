@@ -281,7 +281,7 @@ MEASURED = 4
 )
 def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, monkeypatch, extra, expected):
     monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "speed.json"))
-    monkeypatch.setattr(speed, "time_steps", lambda *args: 128 / 0.010)
+    monkeypatch.setattr(speed, "time_steps", lambda *args, **options: 128 / 0.010)
     monkeypatch.setattr(speed, "call_overhead_s", lambda device: 0.0003)
     cfg = compose_run(["trainer.accelerator=cpu", *extra], tmp_path)
     assert cfg.module.steps_per_call is None or extra
