@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,12 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from fashion_lab import speed
+from fashion_lab import speed, trust
 from fashion_lab.adapters import locate
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import UserError, check_types, one_sentence
+from fashion_lab.errors import UserError, check_types, one_sentence, settings_to_change
 from fashion_lab.hardware import fastest_precision, resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
@@ -52,12 +53,13 @@ def instantiate(node: Any, key: str, **kwargs) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         why = one_sentence(cause or e)
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
         if isinstance(cause, ImportError):
             hint = "make its module importable (pip install it, or add its folder to PYTHONPATH)"
-        elif isinstance(cause, TypeError) and "unexpected keyword" in str(cause):
-            hint = "remove the option, or check its spelling"
+        elif isinstance(cause, TypeError) and unexpected:
+            hint = f"drop the option with ~{key}.{unexpected[1]}, or check its spelling"
         else:
-            hint = "fix its options in the config"
+            hint = settings_to_change(key)
         raise UserError(
             f"Cannot build {key} {options.get('_target_')!r} ({why}); {hint}."
         ) from None
@@ -259,29 +261,58 @@ def trainer(cfg: DictConfig, run: Settings, callbacks: Iterable[pl.Callback] = (
             plugins=[AtomicCheckpointIO()],
         )
     except TypeError as e:
-        if "unexpected keyword argument" in str(e):
+        if unexpected := re.search(r"unexpected keyword argument '(\w+)'", str(e)):
             raise UserError(
                 f"The trainer config has an option Lightning's Trainer does not take ({e}); "
-                "remove it."
+                f"drop it with ~trainer.{unexpected[1]}."
             ) from None
-        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
+        raise UserError(
+            f"Lightning refused the trainer config ({e}); {settings_to_change('trainer')}."
+        ) from None
     except (MisconfigurationException, ValueError, ImportError) as e:
         # ImportError: an accelerator or strategy whose package is missing (tpu: torch_xla)
-        raise UserError(f"Lightning refused the trainer config ({e}); fix the override.") from None
+        raise UserError(
+            f"Lightning refused the trainer config ({e}); {settings_to_change('trainer')}."
+        ) from None
 
 
-def restore_network(path: str | os.PathLike) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
-    """The trained network of a checkpoint, rebuilt from the config saved in it.
+def stored_config(
+    checkpoint: Mapping[str, Any], path: str | os.PathLike, trusted: Iterable[str] = ()
+) -> dict[str, Any] | None:
+    """The run config a checkpoint stores, once `trust.check` let it through; None when it
+    stores none (a foreign Lightning checkpoint).
+
+    Raises:
+        trust.Untrusted: it names a target nobody trusted, or is not a config fashion_lab writes.
+    """
+    config = checkpoint.get("fashion_lab_config")
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise trust.Untrusted(
+            f"{path} stores a {type(config).__name__} where fashion_lab keeps its config; the "
+            "file is damaged or was made by hand: use a checkpoint of a fashion_lab run."
+        )
+    trust.check(config, f"The checkpoint {path}", trusted)
+    return config
+
+
+def restore_network(
+    path: str | os.PathLike, trusted: Iterable[str] = ()
+) -> tuple[nn.Module, DictConfig, dict[str, Any]]:
+    """The trained network of a checkpoint, rebuilt from the config saved in it once the
+    config passed `trust.check` (`trusted`: the targets the user trusts on this command).
 
     Returns:
         The network (eval mode, CPU), the run's config, and the whole checkpoint.
 
     Raises:
-        UserError: not a fashion_lab checkpoint, or one whose weights do not fit its config.
+        UserError: not a fashion_lab checkpoint, one whose weights do not fit its config, or
+            one whose config names what nobody trusted (`trust.Untrusted`).
     """
     checkpoint = load_checkpoint(path)
-    config = checkpoint.get("fashion_lab_config")
-    if not isinstance(config, dict):
+    config = stored_config(checkpoint, path, trusted)
+    if config is None:
         raise UserError(
             f"{path} holds no fashion_lab config (it was not written by fashion_lab); point "
             "ckpt_path at a checkpoint of a fashion_lab run."

@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.callbacks import RichProgressBar
 
 from fashion_lab import search
+from fashion_lab.errors import settings_to_change
 
 log = logging.getLogger(__name__)
 
@@ -250,3 +251,98 @@ def job_pruning() -> Pruning | None:
     pruner = instantiate(OmegaConf.to_container(sweeper.pruner, resolve=True))
     study = optuna.load_study(study_name=sweeper.study_name, storage=url, pruner=pruner)
     return Pruning(optuna_trial(study, hydra_cfg.job.num))
+
+
+OWNERS = (
+    # (a part of a source file's path, the config group whose object runs there)
+    ("/torch/optim/lr_scheduler", "scheduler"),
+    ("/torch/optim/", "optimizer"),
+    ("/torch/nn/", "model"),
+    ("/pytorch_lightning/callbacks/", "callbacks"),
+    ("/fashion_lab/callbacks.py", "callbacks"),
+    ("/fashion_lab/checkpoints.py", "callbacks"),
+    ("/pytorch_lightning/loggers/", "logger"),
+    ("/fashion_lab/data.py", "data"),
+    ("/pytorch_lightning/", "trainer"),
+    ("/lightning_fabric/", "trainer"),
+)
+"""Whose code an error's innermost frame is in: the group whose settings the user changes."""
+
+
+class FirstStep(pl.Callback):
+    """Watches a fit until its first training step and its first validation are done: an
+    error until then (the real optimizer, schedule, network, loop and callbacks meeting for
+    the first time) is said by `explain` in one sentence naming the settings to change.
+
+    Args:
+        network_files: the source files of the network's own layers (a user's model).
+        overrides: the command line's overrides, named as the settings to change.
+    """
+
+    def __init__(self, network_files: set[str], overrides: list[str]) -> None:
+        self.network_files = network_files
+        self.overrides = overrides
+        self.phase = "while setting up the fit"
+        self.trained = self.validated = False
+
+    @property
+    def watching(self) -> bool:
+        return not (self.trained and self.validated)
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self.phase = "at the first evaluation step (the sanity check)"
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.phase = "before the first training step"
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if not self.trained:
+            self.phase = "at the first training step"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not self.trained:
+            self.trained, self.phase = True, "before the first validation's end"
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.trained and not trainer.sanity_checking:
+            self.phase = "at the first validation"
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated = True
+
+    def owner(self, error: BaseException) -> str | None:
+        """The config group whose code raised `error` (its innermost frame that one owns)."""
+        import traceback
+
+        for frame in reversed(traceback.extract_tb(error.__traceback__)):
+            if frame.filename in self.network_files:
+                return "model"
+            for part, group in OWNERS:
+                if part in frame.filename.replace("\\", "/"):
+                    return group
+        return None
+
+    def explain(self, error: Exception) -> str:
+        """The sentence for `error`, raised while `watching`: where the run was, whose code
+        failed, and the overrides to change (those of that group whose option the failing
+        lines name, else all of that group's)."""
+        import traceback
+
+        group = self.owner(error)
+        why = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        why = f"{type(error).__name__}: {why}" if why else type(error).__name__
+        if len(why) > 200:
+            why = why[:197] + "..."
+        where = f"in the {group}" if group else "in the run"
+        lines = " ".join(f.line or "" for f in traceback.extract_tb(error.__traceback__))
+        mine = [o for o in self.overrides if group and o.lstrip("+~").startswith(group)]
+        keys = {o: o.lstrip("+~").split("=")[0] for o in mine}
+        named = [o for o, k in keys.items() if "." in k and k.rsplit(".", 1)[-1] in lines]
+        if group == "model" and not named:
+            fix = "fix the network, or change model._target_ or its options"
+        elif group:
+            fix = settings_to_change(group, named or mine)
+        else:
+            fix = "fix the settings it names"
+        return f"The run failed {self.phase}, {where} ({why}); {fix}, then run again."

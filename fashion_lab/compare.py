@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ import matplotlib.pyplot as plt
 
 from fashion_lab.config import check_writable
 from fashion_lab.errors import UserError, command
+from fashion_lab.results import UNHEALTHY, read_record
 
 # overrides that leave a run's figures as they are: runs differing only in these share a group
 IGNORED_KEYS = (
@@ -59,46 +59,18 @@ COLUMNS = (
 )
 
 
-NUMBERS = ("seed", "test_acc", "val_acc_best", "parameters", "train_time_s", "train_images_per_s")
-"""results.json fields that compare reads as numbers (null allowed)."""
-
-
-def malformed(run: Any) -> str | None:
-    """Why a parsed results.json cannot be compared, or None when it can."""
-    if not isinstance(run, dict):
-        return f"a JSON {type(run).__name__}, not an object"
-    if not isinstance(run.get("status"), str):
-        return "no status"
-    for key in NUMBERS:
-        value = run.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            return f"{key} is {value!r}, not a number"
-    if not isinstance(run.get("overrides", []), list):
-        return "overrides is not a list"
-    history = run.get("history", [])
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        return "history is not a list of epochs"
-    return None
-
-
 def load_runs(directories: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """Every results.json below the directories (each given directory may be a run): the
-    readable runs, and 'PATH (why)' for each one that is not."""
+    runs that fit the record's description (`results.RECORD`), and 'PATH (why)' for each one
+    that does not."""
     runs, unreadable = [], []
     for directory in directories:
         directory = Path(directory)
         if not directory.is_dir():
             raise UserError(f"{directory} is not a directory; give run or sweep directories.")
         for path in sorted(directory.rglob("results.json")):
-            try:
-                run = json.loads(path.read_text())
-            except OSError as e:
-                unreadable.append(f"{path} ({e.strerror or e})")
-                continue
-            except ValueError as e:  # not JSON, or not UTF-8
-                unreadable.append(f"{path} (not JSON: {str(e).splitlines()[0]})")
-                continue
-            if why := malformed(run):
+            run, why = read_record(path)
+            if run is None:
                 unreadable.append(f"{path} ({why})")
                 continue
             run["run_dir"] = str(path.parent)
@@ -138,18 +110,29 @@ def group_runs(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     return dict(groups)
 
 
-def architecture(run: dict[str, Any]) -> dict[str, int] | None:
+def architecture(run: dict[str, Any], trusted: Sequence[str] = ()) -> dict[str, int] | str | None:
     """Multiply-adds per image and receptive field of a run's network, rebuilt from the
-    config in its `.hydra/` folder (None when that is missing or no longer builds)."""
-    from omegaconf import OmegaConf
+    resolved config it saved (config.yaml) once `trust.check` let it through; the sentence
+    of a refusal; None when there is no config or it no longer builds."""
+    import yaml
 
-    from fashion_lab import build, receptive
+    from fashion_lab import build, receptive, trust
 
-    path = Path(run["run_dir"], ".hydra", "config.yaml")
+    path = Path(run["run_dir"], "config.yaml")
     try:
-        return receptive.summary(build.network(OmegaConf.load(path).model))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        model = (yaml.safe_load(path.read_text()) or {}).get("model")
+        trust.check(model, str(path), trusted, "--trust {}")
+        return receptive.summary(build.network(model))
+    except UserError as e:
+        return str(e) if isinstance(e, trust.Untrusted) else None
     except Exception:  # an old or foreign run: its row shows "-"
         return None
+
+
+MAX_CONFIG_BYTES = 2**20
+"""A run's config.yaml is a few KB; a larger one is not read."""
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -161,9 +144,14 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
-    """One row per group, best mean test accuracy first; a test accuracy over part of the
-    test split says so."""
+def leaderboard(
+    groups: dict[str, list[dict[str, Any]]],
+    trusted: Sequence[str] = (),
+    notes: list[str] | None = None,
+) -> list[dict[str, str]]:
+    """One row per group, best mean test accuracy first, from its completed runs only; a test
+    accuracy over part of the test split says so. A network that may not be rebuilt (`trust`)
+    adds its sentence to `notes`."""
     from fashion_lab.results import partial_test
 
     rows = []
@@ -175,7 +163,11 @@ def leaderboard(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]
 
         test = values("test_acc")
         partial = sorted({partial_test(r) for r in done} - {""})
-        arch = architecture(runs[0])
+        arch = architecture(runs[0], trusted)
+        if isinstance(arch, str):
+            if notes is not None:
+                notes.append(f"MACs and receptive field of {name} not computed: {arch}")
+            arch = None
         rows.append(
             {
                 "group": name,
@@ -367,20 +359,31 @@ def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: P
     )
 
 
-def compare(directories: Sequence[str | Path], out: str | Path | None = None) -> str:
-    """Write the leaderboard and plots; return the Markdown table, and beneath it the
-    results.json files left out, if any."""
+def compare(
+    directories: Sequence[str | Path], out: str | Path | None = None, trusted: Sequence[str] = ()
+) -> str:
+    """Write the leaderboard and plots; return the Markdown table, and beneath it the runs not
+    ranked (diverged, at chance), the results.json files left out and what was not rebuilt."""
     runs, unreadable = load_runs(directories)
     groups = group_runs(runs)
-    rows = leaderboard(groups)
+    notes: list[str] = []
+    rows = leaderboard(groups, trusted, notes)
     intervals = add_differences(rows, groups)
     out = Path(out or directories[0])
     check_writable(out, "--out")
     report = markdown(rows)
+    unhealthy = [r for r in runs if r["status"] in UNHEALTHY]
+    if unhealthy:
+        report += f"\n\nNot ranked: {len(unhealthy)} runs that learned nothing worth ranking: "
+        report += "; ".join(
+            f"{r['run_dir']} ({r['status']}: {r.get('error') or '-'})" for r in unhealthy
+        )
     if unreadable:
         report += f"\n\nLeft out: {len(unreadable)} results.json that cannot be read: " + "; ".join(
             unreadable
         )
+    if notes:
+        report += "\n\n" + "\n".join(notes)
     (out / "leaderboard.md").write_text(report + "\n")
     with open(out / "leaderboard.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -400,8 +403,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("directories", nargs="+", help="run or sweep directories")
     parser.add_argument("--out", help="where to write the report (default: the first directory)")
+    parser.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a network's _target_ that the runs' configs may build (fashion_lab's own always)",
+    )
     args = parser.parse_args(argv)
-    print(compare(args.directories, args.out))
+    print(compare(args.directories, args.out, args.trust))
 
 
 if __name__ == "__main__":

@@ -511,7 +511,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         if not isinstance(self.val_size, int) or not 0 < self.val_size < len(images):
             raise UserError(
                 f"data.val_size must be an integer between 1 and {len(images) - 1} (the training "
-                f"set has {len(images)} images), got {self.val_size!r}; fix the override."
+                f"set has {len(images)} images), got {self.val_size!r}; set e.g. "
+                f"data.val_size={min(5000, len(images) // 10) or 1}."
             )
         order = torch.randperm(
             len(images), generator=torch.Generator().manual_seed(self.split_seed)

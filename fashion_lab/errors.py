@@ -104,6 +104,24 @@ def one_sentence(error: BaseException) -> str:
     return sentence or type(error).__name__
 
 
+def command_line_overrides() -> list[str]:
+    """The overrides this run's command line gave (Hydra's list), or none outside a run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def settings_to_change(group: str, overrides: list[str] | None = None) -> str:
+    """What to type to change the settings of `group` (optimizer, trainer.max_epochs, ...):
+    the command line's overrides of it, named exactly, or where to see the settings."""
+    if overrides is None:
+        overrides = command_line_overrides()
+    named = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].startswith(group)]
+    if named:
+        return f"change or drop {', '.join(named)}"
+    return f"change the {group}.* settings (python -m fashion_lab --cfg job lists them)"
+
+
 def user_wants_tracebacks() -> bool:
     """HYDRA_FULL_ERROR=1: a developer asked for Hydra's full stack traces."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -184,4 +202,28 @@ def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:
     for name, value in options.items():
         if name in hints and not _fits(value, hints[name]):
             expected = _describe(hints[name])
-            raise UserError(f"{key}.{name} must be {expected}, got {value!r}; fix the override.")
+            raise UserError(
+                f"{key}.{name} must be {expected}, got {value!r}; "
+                f"{example(target, name, key, hints[name])}."
+            )
+
+
+def example(target: Callable, name: str, key: str, hint: Any = None) -> str:
+    """`set it back with trainer.max_epochs=1000`: the option's default in `target`'s signature
+    as the override to type, or, without a default of the right type, what it must be."""
+    import inspect
+
+    try:
+        default = inspect.signature(target).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        default = inspect.Parameter.empty
+    if default is not inspect.Parameter.empty and (hint is None or _fits(default, hint)):
+        shown = (
+            "null"
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else default
+        )
+        return f"set it with e.g. {key}.{name}={shown} (its default)"
+    return f"set {key}.{name} to {_describe(hint) or 'a value it takes'}"

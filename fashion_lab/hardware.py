@@ -46,7 +46,7 @@ def resolve_devices(trainer_cfg: dict[str, Any], job_index: int | None = None) -
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < -1:
             raise UserError(
                 f"trainer.gpus must be a whole number of GPUs (0: CPU, -1: all), got {gpus!r}; "
-                "fix the override."
+                "set e.g. trainer.gpus=1, or trainer.gpus=0 for the CPU."
             )
         if gpus == 0:
             cfg.update(accelerator="cpu", devices=1)

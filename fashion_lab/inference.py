@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError
 from torch import nn
 
+from fashion_lab import trust
 from fashion_lab.build import restore_network
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
 from fashion_lab.config import REPO_ROOT
@@ -47,7 +48,8 @@ class Trained:
 
 
 def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
-    """Split `ckpt_path=...` from the other `key=value` overrides; `--help` prints `doc`.
+    """Split `ckpt_path=...` from the other `key=value` overrides (`trust=` among them, see
+    `trusted`); `--help` prints `doc`.
 
     Raises:
         UserError: no ckpt_path, or an argument that is not key=value.
@@ -68,11 +70,34 @@ def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
     return ckpt[-1], [a for a in args if not a.startswith("ckpt_path=")]
 
 
+def trusted(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The names `trust=[a.B, c.D]` lists (Hydra's syntax), and the other overrides.
+
+    Raises:
+        UserError: a `trust` value that is not a name or a list of names.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    names: list[str] = []
+    for override in (o for o in overrides if o.startswith("trust=")):
+        try:
+            value = OverridesParser.create().parse_override(override).value()
+        except HydraException as e:
+            raise UserError(
+                f"{override} is not a list of names ({e}); e.g. trust=[mypkg.Net]."
+            ) from None
+        names += trust.trusted_names(value)
+    return names, [o for o in overrides if not o.startswith("trust=")]
+
+
 def load_trained(ckpt_path: str, overrides: list[str] = ()) -> Trained:
     """The best checkpoint of a run (or the named file), its config with `overrides` merged in
-    (e.g. data.root=...), and the normalization it was trained with."""
+    (e.g. data.root=...; `trust=` for the targets it may build), and the normalization it was
+    trained with."""
+    names, overrides = trusted(list(overrides))
     path = resolve_checkpoint(ckpt_path, REPO_ROOT / "outputs", prefer=BEST)
-    net, cfg, checkpoint = restore_network(path)
+    net, cfg, checkpoint = restore_network(path, names)
     OmegaConf.set_struct(cfg, True)  # an unknown key is a typo, not a new option
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))

@@ -31,6 +31,7 @@ from fashion_lab import build, receptive
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
 from fashion_lab.config import REPO_ROOT, check_writable, compose_config, model_name
 from fashion_lab.errors import UserError, command
+from fashion_lab.inference import trusted
 
 
 def format_table(rows: list[receptive.Layer], params: int) -> str:
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         "--images", type=int, default=256, help="test images averaged for the effective RF"
     )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=dilated_v2")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     overrides = [o for o in args.overrides if not o.startswith("ckpt_path=")]
+    names, _ = trusted(overrides)
     ckpt = next(
         (unquote(o.split("=", 1)[1]) for o in args.overrides if o.startswith("ckpt_path=")), None
     )
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if ckpt:
             path = resolve_checkpoint(ckpt, REPO_ROOT / "outputs", prefer=BEST)
-            net, cfg, _ = build.restore_network(path)
+            net, cfg, _ = build.restore_network(path, names)
             out = Path(args.out or path.parent.parent / "inspect")
             weights = f"trained weights of {path}"
         else:

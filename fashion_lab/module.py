@@ -19,12 +19,43 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from fashion_lab.adapters import count_stepped_batches, has_trainer
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, settings_to_change
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 
 
 class DivergenceError(UserError):
-    """The training loss stopped being finite."""
+    """The training loss stopped being finite, or exploded (`EXPLODED`)."""
+
+
+class AtChance(UserError):
+    """A run long enough to learn ended no better than guessing (`no_better_than_chance`)."""
+
+
+EXPLODED = 3.0
+"""A training epoch whose mean loss is above this many times the untrained network's (its
+first batch's loss, or ln(classes) if higher) diverged: training only ever lowers it."""
+
+CHANCE_MIN_STEPS = 200
+"""Runs of fewer optimizer steps are not judged against chance: they may be merely short."""
+
+
+def no_better_than_chance(
+    val_acc_best: float | None, val_images: int, classes: int, steps: int
+) -> str | None:
+    """Why a run of `steps` optimizer steps learned nothing (its best validation accuracy within
+    three standard errors of guessing one of `classes`), or None. Runs under CHANCE_MIN_STEPS
+    are never judged: Fashion-MNIST's classifiers pass 70% within 200 steps of any sane recipe."""
+    if val_acc_best is None or steps < CHANCE_MIN_STEPS or val_images < 1:
+        return None
+    chance = 1 / classes
+    bound = chance + 3 * math.sqrt(chance * (1 - chance) / val_images)
+    if val_acc_best > bound:
+        return None
+    return (
+        f"After {steps} optimizer steps the best validation accuracy is {val_acc_best:.2%}, "
+        f"no better than guessing ({chance:.0%}, up to {bound:.1%} by luck on {val_images} "
+        "images)"
+    )
 
 
 BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
@@ -67,13 +98,11 @@ def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
     """
     name = getattr(getattr(factory, "func", factory), "__name__", group)
     try:
-        if "optimizer" in kwargs:  # a schedule: its first steps, on a stand-in optimizer
-            _first_steps(factory, **kwargs)
         return factory(**kwargs)
     except (ValueError, TypeError, ArithmeticError) as e:
         if not isinstance(e, ZeroDivisionError):
             raise UserError(
-                f"{name} refused its options ({e}); fix the {group}.* overrides."
+                f"{name} refused its options ({e}); {settings_to_change(group)}."
             ) from None
         # OneCycleLR with a one-step warm-up, CosineAnnealingLR with T_max=0
         raise UserError(
@@ -81,16 +110,6 @@ def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
             f"more steps, or change the {group}.* overrides (e.g. {group}.pct_start, "
             f"{group}.T_max)."
         ) from None
-
-
-def _first_steps(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, **kwargs) -> None:
-    """Build the schedule over a stand-in for `optimizer` and step it twice, so that a length it
-    cannot use fails here, before training, rather than at the run's first step."""
-    stand_in = type(optimizer)([torch.zeros(1, requires_grad=True)], **optimizer.defaults)
-    schedule = factory(**(kwargs | {"optimizer": stand_in}))
-    for _ in range(2):
-        stand_in.step()
-        schedule.step()
 
 
 class LitClassifier(pl.LightningModule):
@@ -161,6 +180,8 @@ class LitClassifier(pl.LightningModule):
         self._train_images = 0
         self.call_images = 0  # the images the last training step trained on (RunRecorder)
         self._checked_step = -1  # global step of the last divergence check
+        self._output_checked = False  # the network's output shape, checked at its first batch
+        self.initial_loss: float | None = None  # the first training batch's (kept in checkpoints)
         self._plain_backward = False  # see backward_is_plain
         eval_metrics = MetricCollection(
             {
@@ -186,7 +207,34 @@ class LitClassifier(pl.LightningModule):
     def _loss_and_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
+        if not self._output_checked:
+            self._check_output(logits, len(y))
         return self.criterion(logits.float(), y), logits, y
+
+    def _check_output(self, logits: Any, images: int) -> None:
+        """The network's first output is one score per class for each image.
+
+        Raises:
+            UserError: another shape (a network built for another number of classes), named
+                with the model option that sets the classes, where it has one.
+        """
+        n = len(self.class_names)
+        shape = list(logits.shape) if isinstance(logits, torch.Tensor) else None
+        if shape == [images, n]:
+            self._output_checked = True
+            return
+        got = f"outputs of shape {shape}" if shape else f"a {type(logits).__name__}"
+        model = (self.config or {}).get("model") or {}
+        option = next((k for k in model if "class" in str(k).lower()), None)
+        fix = (
+            f"set model.{option}={n}"
+            if option
+            else f"make the network return one score per class ([batch, {n}])"
+        )
+        raise UserError(
+            f"The network returned {got} for a batch of {images} images, where a Fashion-MNIST "
+            f"classifier returns [{images}, {n}] (one score for each of the {n} classes); {fix}."
+        )
 
     def setup(self, stage: str) -> None:
         if self.steps_per_call > 1 and self.trainer.world_size > 1:
@@ -211,6 +259,8 @@ class LitClassifier(pl.LightningModule):
             loss, lr = self._steps_through(batch, seen)
             steps_after = self.global_step
         self._add_to_sums(seen)
+        if self.initial_loss is None:  # read once: the reference an exploding loss is judged by
+            self.initial_loss = float(seen[0][0])
         self.call_images = self._train_images - before  # this process's, this call's
         # The loss is read, checked and shown only on the steps Lightning writes logs (those
         # ending on a multiple of `log_every_n_steps`): reading a GPU value makes the CPU wait
@@ -276,10 +326,27 @@ class LitClassifier(pl.LightningModule):
         count_stepped_batches(self.trainer, stepped - 1)  # Lightning adds one after this call
         return loss, lr
 
+    def lower_lr_hint(self) -> str:
+        """`lower the learning rate (optimizer.lr=0.0004)`: a tenth of the configured one."""
+        lr = ((self.config or {}).get("optimizer") or {}).get("lr")
+        tenth = f"optimizer.lr={lr / 10:g}" if isinstance(lr, int | float) and lr > 0 else None
+        return f"lower the learning rate ({tenth or 'optimizer.lr'})"
+
     def _check_divergence(self, current: float | None = None, running: float | None = None):
-        """Stop with a hint once a training loss was non-finite (`running`: the epoch's sum)."""
+        """Stop with a hint once a training loss was non-finite (`running`: the epoch's sum), or
+        (checked without `current`: at an epoch's end or before validation) once the epoch's
+        mean loss so far exploded past EXPLODED times the untrained network's."""
         if running is None:
             running = self._train_sums[0].item()
+            images = self._train_images
+            reference = max(self.initial_loss or 0.0, math.log(len(self.class_names)))
+            if images and math.isfinite(running) and running / images > EXPLODED * reference:
+                raise DivergenceError(
+                    f"Training diverged: the loss averaged {running / images:.3g} over epoch "
+                    f"{self.current_epoch} so far, more than {EXPLODED:g} times the untrained "
+                    f"network's {reference:.3g}; {self.lower_lr_hint()} or clip gradients "
+                    "(trainer.gradient_clip_val=1.0)."
+                )
         step, since = self.global_step, self._checked_step + 1
         self._checked_step = step
         if current is not None and not math.isfinite(current):
@@ -291,10 +358,7 @@ class LitClassifier(pl.LightningModule):
         # the loss is read every log_every_n_steps steps: it went bad since the last read
         span = f"step {step}" if since >= step else f"a step between {since} and {step}"
         where = f"{value} at {span}"
-        hint = (
-            "lower the learning rate (optimizer.lr) or clip gradients "
-            "(trainer.gradient_clip_val=1.0)"
-        )
+        hint = f"{self.lower_lr_hint()} or clip gradients (trainer.gradient_clip_val=1.0)"
         if has_trainer(self) and self.trainer.precision == "16-true":
             hint = (
                 "float16 weights and optimizer state (trainer.precision=16-true) are too coarse "
@@ -425,7 +489,11 @@ class LitClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["fashion_lab_config"] = self.config
+        checkpoint["fashion_lab_initial_loss"] = self.initial_loss
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        initial = checkpoint.get("fashion_lab_initial_loss")
+        if isinstance(initial, float) and math.isfinite(initial):
+            self.initial_loss = initial
         states = checkpoint.get("lr_schedulers") or [{}]
         self._resumed_schedule = states[0].get("total_steps") or states[0].get("T_max")

@@ -83,10 +83,11 @@ def expand(patterns: str) -> list[Path]:
     return files
 
 
-def predict(ckpt_path: str, patterns: str, top: int = 3) -> list[dict]:
-    """The `top` classes and probabilities of each readable file; unreadable ones are reported."""
+def predict(ckpt_path: str, patterns: str, top: int = 3, overrides: list[str] = ()) -> list[dict]:
+    """The `top` classes and probabilities of each readable file; unreadable ones are reported.
+    `overrides`: `trust=[...]` for the checkpoint's targets (`inference.load_trained`)."""
     files = expand(patterns)
-    trained = load_trained(ckpt_path)
+    trained = load_trained(ckpt_path, overrides)
     results, tensors = [], []
     for path in files:
         try:
@@ -116,12 +117,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv[1:] if argv is None else argv, "python -m fashion_lab.predict", __doc__
     )
     patterns = [o.split("=", 1)[1] for o in overrides if o.startswith("images=")]
-    unknown = [o for o in overrides if not o.startswith("images=")]
+    unknown = [o for o in overrides if not o.startswith(("images=", "trust="))]
     if unknown:
-        raise UserError(f"predict takes ckpt_path= and images=, not {unknown[0]!r}.")
+        raise UserError(f"predict takes ckpt_path=, images= and trust=, not {unknown[0]!r}.")
     if not patterns:
         raise UserError("Name the images to classify: images='photos/*.png'.")
-    results = predict(ckpt, patterns[-1])
+    trusting = [o for o in overrides if o.startswith("trust=")]
+    results = predict(ckpt, patterns[-1], overrides=trusting)
     for r in results:
         if "skipped" in r:
             print(f"{r['file']}: skipped ({r['skipped']})", file=sys.stderr)

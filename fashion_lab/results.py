@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +15,115 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from fashion_lab.adapters import tensorboard_file_writer
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned", "diverged", "at_chance")
+"""How a run ended (running: it has not, or was killed). `diverged` and `at_chance` are the
+runs that trained to the end of what they could but learned nothing worth ranking."""
+
+UNHEALTHY = ("diverged", "at_chance")
+
+NUMBER, INTEGER, TEXT = "a finite number", "an integer", "a string"
+_OPTIONAL = object()
+
+RECORD: dict[str, tuple[str, ...]] = {
+    # key: the kinds its value may be ("null" allows None); status is the one key required
+    "status": ("status",),
+    "model": (TEXT, "null"),
+    "seed": (INTEGER, "null"),
+    "overrides": ("list of strings",),
+    "output_dir": (TEXT,),
+    "error": (TEXT, "null"),
+    "error_type": (TEXT, "null"),
+    "signal": (TEXT, "null"),
+    "resumes": ("list of objects",),
+    "speed": ("object", "null"),
+    "parameters": (INTEGER, "null"),
+    "device": (TEXT, "null"),
+    "precision": (TEXT, "null"),
+    "batch_size": (INTEGER, "null"),
+    "steps_per_call": (INTEGER, "null"),
+    "epochs": (INTEGER, "null"),
+    "stopped_early_at_epoch": (INTEGER, "null"),
+    "best_checkpoint": (TEXT, "null"),
+    "best_epoch": (INTEGER, "null"),
+    "test_images": (INTEGER, "null"),
+    "test_split_images": (INTEGER, "null"),
+    "val_acc": (NUMBER, "null"),
+    "val_acc_best": (NUMBER, "null"),
+    "val_loss": (NUMBER, "null"),
+    "test_acc": (NUMBER, "null"),
+    "test_loss": (NUMBER, "null"),
+    "test_acc_per_class": ("object of numbers",),
+    "finished_at": (NUMBER, "null"),
+    "wall_time_s": (NUMBER, "null"),
+    "train_time_s": (NUMBER, "null"),
+    "train_images_per_s": (NUMBER, "null"),
+    "history": ("list of epochs",),
+}
+"""results.json's description: what the run writes, and what compare and a resume accept.
+Figures are finite or null: a non-finite one is written as null (the error says what went
+wrong). Keys it does not name are left to their readers."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "status":
+        return value in STATUSES
+    if kind == NUMBER:
+        return _is_number(value)
+    if kind == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "list of strings":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "list of objects":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == "object of numbers":
+        return isinstance(value, dict) and all(_is_number(v) for v in value.values())
+    if kind == "list of epochs":
+        return isinstance(value, list) and all(
+            isinstance(h, dict) and all(v is None or _is_number(v) for v in h.values())
+            for h in value
+        )
+    raise ValueError(kind)
+
+
+def check_record(record: Any) -> str | None:
+    """Why `record` (a parsed results.json) does not fit `RECORD`, or None when it does."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if "status" not in record:
+        return "no status"
+    for key, kinds in RECORD.items():
+        if key in record and not any(_fits(record[key], k) for k in kinds):
+            value = repr(record[key])
+            value = value if len(value) <= 40 else value[:37] + "..."
+            allowed = " or ".join(
+                f"one of {', '.join(STATUSES)}" if k == "status" else k for k in kinds
+            )
+            return f"{key} is {value}, not {allowed}"
+    return None
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float (in mappings and lists too) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "results.json") -> Path:
@@ -25,8 +136,11 @@ def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "res
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / name
     tmp = path.with_suffix(".json.tmp")
+    results = finite(results)
+    if why := check_record(results):  # a bug of fashion_lab's: the record is kept all the same
+        log.error(f"{path} does not fit its description ({why}); please report it.")
     try:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -34,12 +148,29 @@ def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "res
     return path
 
 
-def read_results(run_dir: Path) -> dict[str, Any] | None:
-    """A run directory's results.json, or None when it has none (or only a broken one)."""
+MAX_RECORD_BYTES = 16 * 2**20
+"""A results.json larger than this is not one a run wrote (its history grows ~200 B an epoch)."""
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A results.json that fits `RECORD`, or None and why not (missing, too large, not JSON,
+    not of the description)."""
     try:
-        return json.loads((run_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        size = path.stat().st_size
+        if size > MAX_RECORD_BYTES:
+            return None, f"{size:,} bytes, more than a run's record ever holds"
+        record = json.loads(path.read_bytes())
+    except OSError as e:
+        return None, e.strerror or str(e)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested beyond reason
+        return None, f"not JSON: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    why = check_record(record)
+    return (None, why) if why else (record, None)
+
+
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's results.json, or None when it has none that fits `RECORD`."""
+    return read_record(run_dir / "results.json")[0]
 
 
 def float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

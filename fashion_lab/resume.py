@@ -19,11 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from fashion_lab.checkpoints import LAST, moved
 from fashion_lab.config import target_name
 from fashion_lab.errors import UserError
-from fashion_lab.results import read_results
+from fashion_lab.results import UNHEALTHY, read_results
 
 NOT_SET = object()
 
-RUN_KEYS = ("ckpt_path", "train", "test", "paths")
+RUN_KEYS = ("ckpt_path", "train", "test", "paths", "trust")
 """Keys a resume takes from the new command's config, whatever the checkpoint says."""
 
 FIXED = {
@@ -205,9 +205,10 @@ def why_finished(cfg: DictConfig, checkpoint: Mapping[str, Any]) -> tuple[str, s
 
 def sweep_job_restart(output_dir: Path) -> Path | None:
     """How a sweep job run again in its old directory restarts: from its last checkpoint when
-    it was killed in flight or interrupted; from scratch (checkpoints removed) when it failed."""
+    it was killed in flight or interrupted; from scratch (checkpoints removed) when it failed,
+    diverged or ended at chance."""
     previous = read_results(output_dir)
-    if previous is not None and previous.get("status") == "failed":
+    if previous is not None and previous.get("status") in ("failed", *UNHEALTHY):
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         return None
     last = output_dir / LAST

@@ -27,7 +27,26 @@ class ConfigError(UserError):
 
 def _require(ok: bool, key: str, what: str, value: Any) -> None:
     if not ok:
-        raise ConfigError(f"{key} must be {what}, got {value!r}; fix the override.")
+        default = _default(key)
+        fix = f"set it back with {key}={default} (its default)" if default is not None else ""
+        raise ConfigError(f"{key} must be {what}, got {value!r}; {fix or 'change it'}.")
+
+
+def _default(key: str) -> Any:
+    """The schema's default for a dotted key, as an override writes it (None: none)."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    node: Any = Config
+    for part in key.split("."):
+        found = (
+            next((f for f in fields(node) if f.name == part), None) if is_dataclass(node) else None
+        )
+        if found is None:
+            return None
+        node = found.default_factory() if found.default_factory is not MISSING else found.default
+    if is_dataclass(node) or (isinstance(node, str) and "${" in node):
+        return None
+    return "null" if node is None else str(node).lower() if isinstance(node, bool) else node
 
 
 @dataclass
@@ -120,6 +139,8 @@ class Config:
     print_config: bool = True
     # the name a run is filed under: its network's class or builder, e.g. cnn, TinyNet
     model_name: str = "${fashion_lab.target_name:${oc.select:model._target_,''}}"
+    # targets a checkpoint's config may build besides fashion_lab's own (fashion_lab/trust.py)
+    trust: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     module: ModuleConfig = field(default_factory=ModuleConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

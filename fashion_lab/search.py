@@ -85,6 +85,26 @@ def search_space(arguments: Sequence[str]) -> tuple[dict[str, Any], dict[str, st
     return space, fixed
 
 
+def outside(space: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+    """Why a trial's parameters, read from the study, are not ones this search space could
+    have proposed (another key, a value out of its range or choices), or None. A study is a
+    file: only what the user's search space allows becomes an override."""
+    from optuna.distributions import CategoricalDistribution
+
+    for key, value in params.items():
+        dist = space.get(key)
+        if dist is None:
+            return f"{key} is not in this sweep's search space"
+        if isinstance(dist, CategoricalDistribution):
+            fits = value in dist.choices
+        else:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            fits = number and dist.low <= value <= dist.high
+        if not fits:
+            return f"{key}={value!r} is outside this sweep's search space"
+    return None
+
+
 class StudySweeper(Sweeper):
     """Optuna's study over Hydra's launchers (`hydra/sweeper=optuna`; keys in
     conf/hydra/sweeper/optuna.yaml)."""
@@ -163,7 +183,13 @@ class StudySweeper(Sweeper):
             )
 
         # trials a stopped sweep left running: their jobs continue from their checkpoints
-        left = [t for t in study.trials if t.state == TrialState.RUNNING]
+        left = []
+        for t in (t for t in study.trials if t.state == TrialState.RUNNING):
+            if why := outside(space, t.params):
+                log.warning(f"Not continuing trial {t.number}: {why} (told FAIL).")
+                study.tell(t.number, state=TrialState.FAIL)
+            else:
+                left.append(t)
         if left:
             log.info(f"Continuing trials {', '.join(str(t.number) for t in left)}")
             if not self._launch(study, left, fixed, sweep_dir):

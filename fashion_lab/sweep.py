@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import signal
 import sys
@@ -125,19 +124,16 @@ def clear_stop(directory: str | Path) -> None:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """The results.json of every job directory directly under a sweep directory."""
+    """The results.json of every job directory directly under a sweep directory (one that
+    does not fit the record's description counts as failed, with why)."""
+    from fashion_lab.results import read_record
+
     jobs = []
     for path in sorted(sweep_dir.glob("*/results.json")):
-        try:
-            jobs.append(json.loads(path.read_text()) | {"job_dir": str(path.parent)})
-        except (OSError, json.JSONDecodeError):
-            jobs.append(
-                {
-                    "status": "failed",
-                    "error": "unreadable results.json",
-                    "job_dir": str(path.parent),
-                }
-            )
+        record, why = read_record(path)
+        if record is None:
+            record = {"status": "failed", "error": f"unreadable results.json ({why})"}
+        jobs.append(record | {"job_dir": str(path.parent)})
     return jobs
 
 
@@ -189,11 +185,18 @@ class SweepReport(Callback):
         earlier = [j for j in done if j.get("finished_at", 0) < getattr(self, "started", 0)]
         stopped = [j for j in jobs if j.get("status") == "interrupted"]
         pruned = [j for j in jobs if j.get("status") == "pruned"]
-        failed = [j for j in jobs if j.get("status") not in ("completed", "interrupted", "pruned")]
-        failed_jobs.extend((j["job_dir"], j.get("error", j.get("status", "?"))) for j in failed)
+        from fashion_lab.results import UNHEALTHY
+
+        unhealthy = [j for j in jobs if j.get("status") in UNHEALTHY]
+        apart = ("completed", "interrupted", "pruned", *UNHEALTHY)
+        failed = [j for j in jobs if j.get("status") not in apart]
+        failed_jobs.extend(
+            (j["job_dir"], j.get("error", j.get("status", "?"))) for j in failed + unhealthy
+        )
         print(
             f"Sweep {config.hydra.sweep.dir}: {len(done) - len(earlier)} completed, "
             f"{len(failed)} failed, "
+            + (f"{len(unhealthy)} diverged or at chance (not ranked), " if unhealthy else "")
             + (f"{len(stopped)} interrupted, " if stopped else "")
             + (f"{len(pruned)} pruned, " if pruned else "")
             + f"{len(earlier)} skipped (completed earlier).",

@@ -23,8 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab import build, runlock, schema, search, stops, sweep
-from fashion_lab.callbacks import ConfigPrinter, RunRecorder, job_pruning
+from fashion_lab import build, runlock, schema, search, stops, sweep, trust
+from fashion_lab.callbacks import ConfigPrinter, FirstStep, RunRecorder, job_pruning
 from fashion_lab.checkpoints import LAST, load_checkpoint, resolve_checkpoint
 from fashion_lab.config import CONFIG_DIR, check_config_dir, config_tree, to_dict
 from fashion_lab.errors import (
@@ -37,6 +37,7 @@ from fashion_lab.errors import (
     say_error,
     user_wants_tracebacks,
 )
+from fashion_lab.module import AtChance, DivergenceError, no_better_than_chance
 from fashion_lab.results import float_metrics, log_hparams, read_results, summary, write_results
 from fashion_lab.resume import (
     match_checkpoint,
@@ -80,6 +81,8 @@ def fit_and_test(
     if sweeping() and cfg.train and (pruning := job_pruning()) is not None:
         callbacks.append(pruning)
     net = build.network(cfg.model)
+    first_step = FirstStep(network_files(net), task_overrides())
+    callbacks.append(first_step)
     module = build.module(cfg, net, run, config)
     trainer = build.trainer(cfg, run, callbacks)
     results.update(
@@ -91,7 +94,14 @@ def fit_and_test(
     )
     metrics: dict[str, float] = {}
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        except Exception as e:  # what the built objects meet first, said in a sentence
+            if not first_step.watching or isinstance(e, UserError | search.Pruned):
+                raise
+            if no_space(e) is not None:
+                raise
+            raise UserError(first_step.explain(e)) from e  # the traceback: in the run's log
         metrics.update(float_metrics(trainer.callback_metrics))
         # the validation figures from the run's whole record, which a resume restores even
         # when it has no epoch left to validate (a run killed while testing)
@@ -100,6 +110,14 @@ def fit_and_test(
             metrics["val/loss"] = validated[-1]["val/loss"]
             metrics["val/acc_best"] = max(h["val/acc"] for h in validated)
         results["epochs"] = trainer.current_epoch
+        images, classes = cfg.data.val_size, len(module.class_names)
+        if why := no_better_than_chance(
+            metrics.get("val/acc_best"), images, classes, trainer.global_step
+        ):
+            raise AtChance(
+                f"{why}: the run learned nothing; {module.lower_lr_hint()} or raise it, check "
+                "the network's output, or train with another optimizer (optimizer=adam)."
+            )
         results["stopped_early_at_epoch"] = stopped_early(
             {cb.state_key: cb.state_dict() for cb in trainer.early_stopping_callbacks}
         )
@@ -127,6 +145,19 @@ def fit_and_test(
     log_hparams(trainer, config, final)
 
 
+def network_files(net: torch.nn.Module) -> set[str]:
+    """The source files of a network's own layers (fashion_lab's or a user's, not torch's)."""
+    import inspect
+
+    files = set()
+    for layer in net.modules():
+        try:
+            files.add(inspect.getsourcefile(type(layer)))
+        except (TypeError, OSError):
+            continue
+    return {f for f in files if f and "/torch/" not in f.replace("\\", "/")}
+
+
 def checked_config(
     cfg: DictConfig, resume: Path | None, finished: bool, earlier: Sequence[str] = ()
 ) -> tuple[DictConfig, dict[str, Any] | None]:
@@ -140,9 +171,10 @@ def checked_config(
     """
     checkpoint = load_checkpoint(resume) if resume is not None else None
     changed: dict[str, Any] = {}
-    if checkpoint is not None and checkpoint.get("fashion_lab_config"):
-        stored = checkpoint["fashion_lab_config"]
-        cfg, changed = resumed_config(cfg, stored, task_overrides(), earlier)
+    if checkpoint is not None:
+        stored = build.stored_config(checkpoint, resume, trust.user_targets(cfg))
+        if stored:
+            cfg, changed = resumed_config(cfg, stored, task_overrides(), earlier)
     cfg = schema.check(cfg)
     if not cfg.train and resume is None:
         raise UserError(
@@ -232,9 +264,14 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
                 f"space there (or set paths.log_dir to a disk with room), then "
                 f"{continue_hint(cfg, output_dir)}."
             ) from None
-        results.update(
-            status="failed", error=str(e) or type(e).__name__, error_type=type(e).__name__
+        status = (
+            "diverged"
+            if isinstance(e, DivergenceError)
+            else "at_chance"
+            if isinstance(e, AtChance)
+            else "failed"
         )
+        results.update(status=status, error=str(e) or type(e).__name__, error_type=type(e).__name__)
         raise
     finally:
         speed = recorder.images_per_second  # None when no batch was trained (train=false)
@@ -356,6 +393,9 @@ def run(cfg: DictConfig) -> float | None:
             return None
         sys.exit(stops.exit_code(e.stop))  # 128 + the signal; in a sweep, it stops the sweep
     except UserError as e:
+        if e.__cause__ is not None:  # an error said in a sentence: where it came from, for a bug
+            trace = "".join(traceback.format_exception(e.__cause__))
+            log_to_file(f"What the error below came from:\n{trace}", log)
         say_error(f"Error: {e}", log)
         if not in_sweep:
             sys.exit(2)

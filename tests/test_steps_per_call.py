@@ -291,7 +291,10 @@ def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, monkeypatc
 @pytest.mark.parametrize("value", ["0", "auto", "1.5", "true"])
 def test_a_bad_steps_per_call_is_one_sentence(tmp_path, value):
     # 0: out of the schema's range; the others: not an integer, which Hydra refuses composing
-    sentence = r"a positive integer, or null .*fix the override|could not be converted to Integer"
+    sentence = (
+        r"a positive integer, or null .*set it back with module.steps_per_call=null"
+        r"|could not be converted to Integer"
+    )
     with pytest.raises(UserError, match=sentence):
         schema.check(compose_run([f"module.steps_per_call={value}"], tmp_path))
 

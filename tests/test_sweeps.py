@@ -169,9 +169,19 @@ def test_test_only_runs_have_no_training_speed(tmp_path):
         ("{not json", "not JSON"),
         ("[1, 2]", "a JSON list, not an object"),
         (json.dumps({"model": "cnn"}), "no status"),
-        (json.dumps({"status": "completed", "test_acc": "0.9"}), "test_acc is '0.9', not a number"),
-        (json.dumps({"status": "completed", "history": {"epoch": 1}}), "history is not a list"),
+        (json.dumps({"status": "completed", "test_acc": "0.9"}), "test_acc is '0.9', not a finite"),
+        (json.dumps({"status": "completed", "history": {"epoch": 1}}), "not list of epochs"),
         (b"\xff\xfe\x00", "not JSON"),
+        # the examples, and the rest of their class: any JSON a file can hold
+        (json.dumps({"status": "completed", "overrides": [1]}), "overrides is [1], not list of"),
+        ('{"status": "completed", "test_acc": NaN}', "test_acc is nan, not a finite number"),
+        ('{"status": "completed", "val_acc_best": Infinity}', "val_acc_best is inf"),
+        (json.dumps({"status": "done"}), "status is 'done', not one of running, completed"),
+        (json.dumps({"status": "completed", "seed": True}), "seed is True, not an integer"),
+        (json.dumps({"status": "completed", "history": [{"val/acc": "x"}]}), "list of epochs"),
+        (json.dumps({"status": "completed", "test_acc_per_class": [1]}), "object of numbers"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON"),
+        (b"{" + b" " * (17 * 2**20) + b"}", "more than a run's record ever holds"),
     ],
 )
 def test_an_unreadable_results_file_is_named_and_counted(tmp_path, content, why):

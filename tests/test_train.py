@@ -329,11 +329,27 @@ def test_a_users_own_model_and_config_folder_go_through_every_command(
 
     monkeypatch.syspath_prepend(str(work))  # the user's module imports, as on PYTHONPATH
     capsys.readouterr()
-    evaluate.main([f"ckpt_path={run_dir}"])
+    # a checkpoint is data: the user's own class is built from it once they trust it by name
+    for command in (evaluate, predict, inspect):
+        with pytest.raises(SystemExit) as refused:
+            command.main(
+                [f"ckpt_path={run_dir}", f"images={work}"][: 2 if command is predict else 1]
+            )
+        assert refused.value.code == 2
+        assert "add trust=[mypkg.nets.TinyNet] to the command" in capsys.readouterr().err
+    assert "mypkg.nets" not in sys.modules, "refused before it was imported"
+    trusting = "trust=[mypkg.nets.TinyNet]"
+    evaluate.main([f"ckpt_path={run_dir}", trusting])
     assert f"{results['test_acc']:.2%}" in capsys.readouterr().out
-    predict.main([f"ckpt_path={run_dir}", f"images={work}"])
+    predict.main([f"ckpt_path={run_dir}", f"images={work}", trusting])
     assert "shirt.png" in capsys.readouterr().out
-    inspect.main([f"ckpt_path={run_dir}", f"--out={tmp_path / 'inspect'}"])
+    inspect.main([f"ckpt_path={run_dir}", f"--out={tmp_path / 'inspect'}", trusting])
     assert f"TinyNet: {results['parameters']:,} parameters" in capsys.readouterr().out
     compare.main([str(outputs / "runs"), f"--out={tmp_path / 'compare'}"])
-    assert f"{results['test_acc'] * 100:.2f}" in capsys.readouterr().out
+    untrusted = capsys.readouterr().out
+    assert f"{results['test_acc'] * 100:.2f}" in untrusted
+    assert "not computed" in untrusted and "add --trust mypkg.nets.TinyNet" in untrusted
+    compare.main(
+        [str(outputs / "runs"), f"--out={tmp_path / 'compare'}", "--trust", "mypkg.nets.TinyNet"]
+    )
+    assert "not computed" not in capsys.readouterr().out

@@ -24,6 +24,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(fnmatch.filter(_MODELS, pattern))
 
 
+def builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered under `name`."""
+    return _MODELS[name]
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name, passing its keyword options.
 
