@@ -84,19 +84,35 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise UserError(f"The checkpoint {path} does not exist; check ckpt_path.")
+    checkpoint, why = _load(path, map_location)
+    if checkpoint is None:
+        raise UserError(f"The checkpoint {path} is damaged or not one ({why}); {_instead(path)}.")
+    return checkpoint
+
+
+def _load(path: Path, map_location: Any = "cpu") -> tuple[dict[str, Any] | None, str | None]:
+    """A checkpoint loaded weights-only, or None and why it does not load."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a damaged or foreign file fails in many ways inside unpickling
-        raise UserError(
-            f"{path} is not a checkpoint that loads safely ({type(e).__name__}); point ckpt_path "
-            "at a .ckpt file written by fashion_lab, or at a run directory."
-        ) from None
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        return None, f"{type(e).__name__}: {first}" if first else type(e).__name__
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(
-            f"{path} is not a Lightning checkpoint (no state_dict); point ckpt_path at a .ckpt "
-            "file written by fashion_lab, or at a run directory."
-        )
-    return checkpoint
+        return None, "no state_dict: not a Lightning checkpoint"
+    return checkpoint, None
+
+
+def _instead(path: Path) -> str:
+    """What to do when `path` does not load: its run's other checkpoint, if that one loads."""
+    if path.parent.name == "checkpoints":
+        run = path.parent.parent
+        for other, what in ((run / BEST, "the run's best"), (run / LAST, "the run's last")):
+            if other != path and other.is_file() and _load(other)[0] is not None:
+                return (
+                    f"{what} checkpoint loads: use it with {ckpt_override(other)} (resuming from "
+                    "it trains the epochs after it again)"
+                )
+    return "point ckpt_path at another checkpoint of the run, or start a new run (no ckpt_path)"
 
 
 def unquote(value: str) -> str:
@@ -169,5 +185,11 @@ def resolve_checkpoint(
                     f"ckpt_path at one of them, e.g. {ckpt_override(runs[0])}."
                 )
             path = path / prefer if (path / prefer).is_file() else path / LAST
+    if path.parent.name == "checkpoints" and not path.parent.parent.joinpath(LAST).exists():
+        if not path.exists() and (path.parent.parent / ".hydra").is_dir():
+            raise UserError(
+                f"The run in {path.parent.parent} saved no checkpoint (it stopped before its "
+                "first epoch ended); start it again as a new run (no ckpt_path)."
+            )
     load_checkpoint(path)
     return path

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from fashion_lab.adapters import count_stepped_batches, has_trainer
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import UserError, settings_to_change
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceError(UserError):
@@ -110,6 +113,47 @@ def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
             f"more steps, or change the {group}.* overrides (e.g. {group}.pct_start, "
             f"{group}.T_max)."
         ) from None
+
+
+LEARNING_RATE_KEYS = (
+    "lr",
+    "initial_lr",
+    "max_lr",
+    "min_lr",
+    "base_lr",
+    "max_momentum",
+    "base_momentum",
+)
+"""An optimizer's param-group keys that a schedule owns by design (the rate it schedules)."""
+
+
+def taken_over(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], configured: Iterable[str]
+) -> str | None:
+    """What a schedule changed, when it was built, of the optimizer's settings that the config
+    gives (`configured`) besides the learning rate (one-cycle's momentum, or Adam's first
+    beta), said with how to keep them."""
+    changed = {
+        key: (old[key], new[key])
+        for old, new in zip(before, after, strict=False)
+        for key in old
+        if key in configured and key not in LEARNING_RATE_KEYS and new.get(key) != old[key]
+    }
+    if not changed:
+        return None
+    said = ", ".join(
+        f"optimizer.{k}={_shown(a)} (now {_shown(b)})" for k, (a, b) in changed.items()
+    )
+    return (
+        f"sets the optimizer's {' and '.join(changed)} itself, in place of {said}; to keep "
+        f"{'it' if len(changed) == 1 else 'them'}, set scheduler.cycle_momentum=false"
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class LitClassifier(pl.LightningModule):
@@ -460,7 +504,11 @@ class LitClassifier(pl.LightningModule):
                 f"optimizer steps and this run's settings make {steps}; resume with the "
                 f"settings the run was started with (trainer.max_epochs, data.batch_size)."
             )
+        before = [dict(group) for group in optimizer.param_groups]
         scheduler = _build("scheduler", self.scheduler_factory, optimizer=optimizer, **length)
+        configured = ((self.config or {}).get("optimizer") or {}).keys()
+        if taken := taken_over(before, optimizer.param_groups, configured):
+            log.warning(f"{type(scheduler).__name__} {taken}.")
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -11,8 +11,13 @@ takes a glob pattern, a directory (its files), or several of them separated by c
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import math
+import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import UserError, command
-from fashion_lab.inference import load_trained, parse_args
+from fashion_lab.inference import Trained, load_trained, parse_args
 
 SIZE = 28
 
@@ -62,53 +67,139 @@ def to_fashion_mnist(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(small / 255).unsqueeze(0)
 
 
+MAX_PIXELS = 16_000_000
+"""The most pixels predict decodes of one image (a 4000x4000 photo): a larger JPEG is decoded
+at a fraction of its size (its header says which), any other is skipped, so a small file that
+claims 13000x13000 pixels never costs gigabytes."""
+
+CHUNK = 1000
+"""Images classified at once: the results are printed chunk by chunk, so memory stays the same
+whatever the number of files."""
+
+
+def _has_magic(part: str) -> bool:
+    return any(c in part for c in "*?[")
+
+
+def _matches(parts: list[str], names: list[str]) -> bool:
+    """Whether path components `names` match pattern components `parts` (`**`: any number of
+    folders, the others as fnmatch)."""
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return _matches(parts[1:], names) or (bool(names) and _matches(parts, names[1:]))
+    return (
+        bool(names)
+        and fnmatch.fnmatchcase(names[0], parts[0])
+        and not (names[0].startswith(".") and not parts[0].startswith("."))
+        and _matches(parts[1:], names[1:])
+    )
+
+
+def _walk(base: Path) -> Iterator[Path]:
+    """The files below `base`, following folder links but entering each folder once (a link
+    back to a parent would otherwise never end)."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(base, followlinks=True):
+        try:
+            stat = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        yield from (Path(root, f) for f in sorted(files))
+
+
+def _glob(pattern: str) -> list[Path]:
+    """The files a glob pattern matches (`**` recursive), each folder read once."""
+    parts = Path(pattern).expanduser().parts
+    fixed = next((i for i, part in enumerate(parts) if _has_magic(part)), len(parts))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    if fixed == len(parts):
+        return [base] if base.is_file() else []
+    rest = list(parts[fixed:])
+    if "**" not in rest:
+        return sorted(Path(m) for m in glob.glob(str(Path(*parts))) if Path(m).is_file())
+    return [f for f in _walk(base) if _matches(rest, list(f.relative_to(base).parts))]
+
+
 def expand(patterns: str) -> list[Path]:
     """Files matching comma-separated glob patterns, plain paths or directories, once each.
 
     Raises:
         UserError: nothing matched.
     """
-    files: list[Path] = []
+    files: dict[Path, None] = {}
     for pattern in filter(None, (p.strip() for p in patterns.split(","))):
         path = Path(pattern).expanduser()
         if path.is_dir():
             path = path / "*"
-        matches = sorted(glob.glob(str(path), recursive=True))
-        files += [Path(m) for m in matches if Path(m).is_file() and Path(m) not in files]
+        files.update(dict.fromkeys(_glob(str(path))))
     if not files:
         raise UserError(
             f"No file matches images={patterns!r}; give a directory or a glob pattern "
             "in quotes, e.g. images='photos/*.png'."
         )
-    return files
+    return list(files)
+
+
+def read_image(path: Path) -> torch.Tensor | str:
+    """The file as a [1, 28, 28] tensor, or why it was skipped: not an image, damaged, or more
+    pixels than MAX_PIXELS (a JPEG is decoded at a fraction of its size instead)."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
+            width, height = image.size
+            if width * height > MAX_PIXELS and image.format == "JPEG":
+                scale = math.ceil(math.sqrt(width * height / MAX_PIXELS))
+                image.draft(image.mode, (width // scale, height // scale))
+            if image.size[0] * image.size[1] > MAX_PIXELS:
+                return (
+                    f"{width}x{height} pixels, more than the {MAX_PIXELS:,} predict decodes; "
+                    "make it smaller first"
+                )
+            return to_fashion_mnist(image)
+    except Image.DecompressionBombError:
+        return "too many pixels to open safely"
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, ValueError, SyntaxError) as e:  # a damaged file fails in several ways
+        return str(e) or type(e).__name__
+
+
+def classify(trained: Trained, files: list[Path], top: int = 3) -> Iterator[dict]:
+    """Each file's `top` classes and probabilities, or why it was skipped, CHUNK at a time."""
+    for start in range(0, len(files), CHUNK):
+        results, tensors = [], []
+        for path in files[start : start + CHUNK]:
+            image = read_image(path)
+            if isinstance(image, str):
+                results.append({"file": str(path), "skipped": image})
+            else:
+                results.append({"file": str(path)})
+                tensors.append(image)
+        readable = [r for r in results if "skipped" not in r]
+        if tensors:
+            for result, p in zip(
+                readable, trained.probabilities(torch.stack(tensors)), strict=True
+            ):
+                values, classes = p.topk(top)
+                result["top"] = [
+                    (CLASS_NAMES[c], round(v, 4))
+                    for c, v in zip(classes.tolist(), values.tolist(), strict=True)
+                ]
+        yield from results
 
 
 def predict(ckpt_path: str, patterns: str, top: int = 3, overrides: list[str] = ()) -> list[dict]:
     """The `top` classes and probabilities of each readable file; unreadable ones are reported.
     `overrides`: `trust=[...]` for the checkpoint's targets (`inference.load_trained`)."""
     files = expand(patterns)
-    trained = load_trained(ckpt_path, overrides)
-    results, tensors = [], []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                tensors.append(to_fashion_mnist(image))
-            results.append({"file": str(path)})
-        except Image.DecompressionBombError:
-            results.append({"file": str(path), "skipped": "too many pixels to open safely"})
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            reason = "not an image" if isinstance(e, UnidentifiedImageError) else str(e)
-            results.append({"file": str(path), "skipped": reason})
-    if tensors:
-        probabilities = trained.probabilities(torch.stack(tensors))
-        readable = [r for r in results if "skipped" not in r]
-        for result, p in zip(readable, probabilities, strict=True):
-            values, classes = p.topk(top)
-            result["top"] = [
-                (CLASS_NAMES[c], round(v, 4))
-                for c, v in zip(classes.tolist(), values.tolist(), strict=True)
-            ]
-    return results
+    return list(classify(load_trained(ckpt_path, overrides), files, top))
 
 
 @command
@@ -123,13 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     if not patterns:
         raise UserError("Name the images to classify: images='photos/*.png'.")
     trusting = [o for o in overrides if o.startswith("trust=")]
-    results = predict(ckpt, patterns[-1], overrides=trusting)
-    for r in results:
+    files = expand(patterns[-1])
+    readable = 0
+    for r in classify(load_trained(ckpt, trusting), files):
         if "skipped" in r:
             print(f"{r['file']}: skipped ({r['skipped']})", file=sys.stderr)
         else:
+            readable += 1
             print(f"{r['file']}: " + ", ".join(f"{c} {p:.1%}" for c, p in r["top"]))
-    if all("skipped" in r for r in results):
+    if not readable:
         raise UserError("none of the files is a readable image; give PNG or JPEG files.")
 
 

@@ -126,9 +126,29 @@ def finite(value: Any) -> Any:
     return value
 
 
+ROOM = ".record_room"
+ROOM_BYTES = 256 * 1024
+"""Room a run keeps beside its record from its start (`reserve_room`), given back to write the
+record: a disk that fills during the run still takes how the run ended (a 1000-epoch history
+is about 150 KB)."""
+
+
+def reserve_room(output_dir: Path) -> None:
+    """Keep ROOM_BYTES of the disk for the run's record (nothing, if the disk is full already)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with open(output_dir / ROOM, "wb") as f:
+            f.write(bytes(ROOM_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        (output_dir / ROOM).unlink(missing_ok=True)
+
+
 def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "results.json") -> Path:
     """Write results.json (or `name`) atomically: a kill or a full disk never leaves half a
-    file, and an earlier record stays whole until the new one is.
+    file, and an earlier record stays whole until the new one is. The room `reserve_room` kept
+    is given back first.
 
     Raises:
         OSError: the file cannot be written (its earlier version is then as it was).
@@ -139,6 +159,7 @@ def write_results(output_dir: Path, results: Mapping[str, Any], name: str = "res
     results = finite(results)
     if why := check_record(results):  # a bug of fashion_lab's: the record is kept all the same
         log.error(f"{path} does not fit its description ({why}); please report it.")
+    (output_dir / ROOM).unlink(missing_ok=True)
     try:
         tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         os.replace(tmp, path)

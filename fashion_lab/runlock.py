@@ -43,8 +43,11 @@ def hold(run_dir: str | os.PathLike) -> None:
             "to end, or give this run a directory of its own (set hydra.run.dir elsewhere, or "
             "leave it unset for a new one)."
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:  # who holds it, for the refusal above; a full disk leaves it unsaid
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass
     _HELD[key] = fd
 
 

@@ -38,7 +38,14 @@ from fashion_lab.errors import (
     user_wants_tracebacks,
 )
 from fashion_lab.module import AtChance, DivergenceError, no_better_than_chance
-from fashion_lab.results import float_metrics, log_hparams, read_results, summary, write_results
+from fashion_lab.results import (
+    float_metrics,
+    log_hparams,
+    read_results,
+    reserve_room,
+    summary,
+    write_results,
+)
 from fashion_lab.resume import (
     match_checkpoint,
     resume_entry,
@@ -205,6 +212,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
     runlock.hold(output_dir)  # before anything is read or written (a single run: held already)
+    if is_rank_zero():
+        reserve_room(output_dir)  # a disk that fills later still takes the run's record
     try:
         with stops.stop_on_signals():
             return _train(cfg, started, output_dir)
@@ -433,6 +442,12 @@ def quiet_launcher_helpers() -> None:
 def refusal(error: Exception) -> str:
     """The sentence for an error raised before the task started: Hydra's or OmegaConf's refusal
     of the command line or a config file, or an output directory it cannot create."""
+    if (full := no_space(error)) is not None:
+        return (
+            f"No space left on the disk that holds {full.filename or 'the outputs'} before the "
+            "run started; free space there (or set paths.log_dir to a disk with room), then run "
+            "the command again."
+        )
     if isinstance(error, OSError) and error.filename:
         return (
             f"Cannot write the outputs to {error.filename} ({error.strerror}); set "
@@ -440,6 +455,23 @@ def refusal(error: Exception) -> str:
             "write to."
         )
     return one_sentence(error)
+
+
+def quiet_full_disk_threads() -> None:
+    """A writer thread (TensorBoard's) that meets a full disk leaves its traceback in the log
+    file, not on the console: the run's own sentence says what happened and what to do."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if no_space(args.exc_value) is None:
+            previous(args)
+            return
+        trace = "".join(traceback.format_exception(args.exc_value))
+        log_to_file(f"A writer thread met a full disk:\n{trace}", log)
+
+    threading.excepthook = hook
 
 
 def main() -> None:
@@ -453,6 +485,7 @@ def main() -> None:
     quiet_launcher_helpers()
     quiet_lightning()
     logging.raiseExceptions = False  # a log file on a full disk: no traceback per message
+    quiet_full_disk_threads()
     stop: BaseException | None = None
     try:
         check_config_dir()
