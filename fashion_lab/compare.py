@@ -344,7 +344,9 @@ def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: P
         points = [
             (r["parameters"], r["test_acc"] * 100)
             for r in runs
-            if r.get("status") == "completed" and r.get("test_acc") is not None
+            if r.get("status") == "completed"
+            and r.get("test_acc") is not None
+            and r.get("parameters") is not None
         ]
         if points:
             ax.scatter(*zip(*points, strict=True), label=name)

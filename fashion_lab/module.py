@@ -373,8 +373,9 @@ class LitClassifier(pl.LightningModule):
     def lower_lr_hint(self) -> str:
         """`lower the learning rate (optimizer.lr=0.0004)`: a tenth of the configured one."""
         lr = ((self.config or {}).get("optimizer") or {}).get("lr")
-        tenth = f"optimizer.lr={lr / 10:g}" if isinstance(lr, int | float) and lr > 0 else None
-        return f"lower the learning rate ({tenth or 'optimizer.lr'})"
+        if not isinstance(lr, int | float) or lr <= 0:
+            return "lower the learning rate (optimizer.lr)"
+        return f"lower the learning rate (optimizer.lr={min(lr / 10, 0.001):g})"
 
     def _check_divergence(self, current: float | None = None, running: float | None = None):
         """Stop with a hint once a training loss was non-finite (`running`: the epoch's sum), or

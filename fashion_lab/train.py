@@ -121,9 +121,11 @@ def fit_and_test(
         if why := no_better_than_chance(
             metrics.get("val/acc_best"), images, classes, trainer.global_step
         ):
+            lr = cfg.optimizer.get("lr")
             raise AtChance(
-                f"{why}: the run learned nothing; {module.lower_lr_hint()} or raise it, check "
-                "the network's output, or train with another optimizer (optimizer=adam)."
+                f"{why}: the run learned nothing; change the learning rate (this run's "
+                f"optimizer.lr={lr}) or the optimizer (optimizer=adam), and check that the "
+                "network's output depends on its input."
             )
         results["stopped_early_at_epoch"] = stopped_early(
             {cb.state_key: cb.state_dict() for cb in trainer.early_stopping_callbacks}
@@ -295,6 +297,8 @@ def _train(cfg: DictConfig, started: float, output_dir: Path) -> dict[str, Any]:
         if recorder.validated_epochs:
             best_epoch = max(recorder.validated_epochs, key=lambda h: h["val/acc"])
             results["best_epoch"] = best_epoch["epoch"]
+            if results.get("val_acc_best") is None:  # a run stopped in flight keeps its figures
+                results["val_acc_best"] = best_epoch["val/acc"]
         unwritten = None
         if is_rank_zero():
             # a failed attempt to resume a finished run leaves the finished run's results

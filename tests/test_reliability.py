@@ -429,7 +429,7 @@ def test_checkpoint_path_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.ckpt"
     for content in ("not a checkpoint", "a damaged checkpoint\n", ""):
         bogus.write_text(content)
-        with pytest.raises(UserError, match="is damaged or not one .*start a new run"):
+        with pytest.raises(UserError, match=r"is damaged or not one .*start a new run"):
             resolve_checkpoint(str(bogus), tmp_path)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.pt")
     with pytest.raises(UserError, match="not a Lightning checkpoint"):
