@@ -4,6 +4,7 @@ the printed config, and an Optuna trial's pruning."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -253,6 +254,13 @@ def job_pruning() -> Pruning | None:
     return Pruning(optuna_trial(study, hydra_cfg.job.num))
 
 
+def _shown(value: Any) -> str:
+    """A config value as an override writes it."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value).replace(" ", "")
+
+
 OWNERS = (
     # (a part of a source file's path, the config group whose object runs there)
     ("/torch/optim/lr_scheduler", "scheduler"),
@@ -270,18 +278,23 @@ OWNERS = (
 
 
 class FirstStep(pl.Callback):
-    """Watches a fit until its first training step and its first validation are done: an
+    """Watches a fit until its first training step and its first epoch are done: an
     error until then (the real optimizer, schedule, network, loop and callbacks meeting for
     the first time) is said by `explain` in one sentence naming the settings to change.
 
     Args:
         network_files: the source files of the network's own layers (a user's model).
         overrides: the command line's overrides, named as the settings to change.
+        config: the run's resolved config: a setting of the failing group that the error or
+            its lines name is said with its value, wherever it was set (a preset, a file).
     """
 
-    def __init__(self, network_files: set[str], overrides: list[str]) -> None:
+    def __init__(
+        self, network_files: set[str], overrides: list[str], config: dict[str, Any] | None = None
+    ) -> None:
         self.network_files = network_files
         self.overrides = overrides
+        self.config = config or {}
         self.phase = "while setting up the fit"
         self.trained = self.validated = False
 
@@ -305,11 +318,15 @@ class FirstStep(pl.Callback):
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if self.trained and not trainer.sanity_checking:
-            self.phase = "at the first validation"
+            self.phase = "at the first validation or the end of the first epoch"
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self.validated = True
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # the first epoch ended, its callbacks' epoch-end work included (Lightning runs the
+        # checkpoint callbacks after every other)
+        self.validated = self.validated or (self.trained and trainer.current_epoch > 0)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.validated = True
 
     def owner(self, error: BaseException) -> str | None:
         """The config group whose code raised `error` (its innermost frame that one owns)."""
@@ -335,14 +352,24 @@ class FirstStep(pl.Callback):
         if len(why) > 200:
             why = why[:197] + "..."
         where = f"in the {group}" if group else "in the run"
-        lines = " ".join(f.line or "" for f in traceback.extract_tb(error.__traceback__))
-        mine = [o for o in self.overrides if group and o.lstrip("+~").startswith(group)]
-        keys = {o: o.lstrip("+~").split("=")[0] for o in mine}
-        named = [o for o, k in keys.items() if "." in k and k.rsplit(".", 1)[-1] in lines]
-        if group == "model" and not named:
+        frames = traceback.extract_tb(error.__traceback__)
+        innermost = frames[-1].line or "" if frames else ""
+        options = self.config.get(group) if group else None
+        options = options if isinstance(options, dict) else {}
+
+        def named_in(text: str) -> list[str]:
+            return [k for k in options if re.search(rf"\b{re.escape(str(k))}\b", text)]
+
+        # the group's settings the error names, else those the line that raised it reads
+        keys = named_in(str(error)) or named_in(innermost)
+        typed = {o.lstrip("+~").split("=")[0]: o for o in self.overrides}
+        named = [typed.get(f"{group}.{k}") or f"{group}.{k}={_shown(options[k])}" for k in keys]
+        if named:
+            fix = f"change {', '.join(named)}"
+        elif group == "model":
             fix = "fix the network, or change model._target_ or its options"
         elif group:
-            fix = settings_to_change(group, named or mine)
+            fix = settings_to_change(group, self.overrides)
         else:
             fix = "fix the settings it names"
         return f"The run failed {self.phase}, {where} ({why}); {fix}, then run again."

@@ -185,11 +185,12 @@ def resolve_checkpoint(
                     f"ckpt_path at one of them, e.g. {ckpt_override(runs[0])}."
                 )
             path = path / prefer if (path / prefer).is_file() else path / LAST
-    if path.parent.name == "checkpoints" and not path.parent.parent.joinpath(LAST).exists():
-        if not path.exists() and (path.parent.parent / ".hydra").is_dir():
-            raise UserError(
-                f"The run in {path.parent.parent} saved no checkpoint (it stopped before its "
-                "first epoch ended); start it again as a new run (no ckpt_path)."
-            )
+    run = path.parent.parent
+    in_a_run = path.parent.name == "checkpoints" and (run / ".hydra").is_dir()
+    if in_a_run and not path.exists() and not (run / LAST).exists():
+        raise UserError(
+            f"The run in {run} saved no checkpoint (it stopped before its "
+            "first epoch ended); start it again as a new run (no ckpt_path)."
+        )
     load_checkpoint(path)
     return path

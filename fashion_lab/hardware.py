@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -67,6 +68,13 @@ def resolve_devices(trainer_cfg: dict[str, Any], job_index: int | None = None) -
     if accelerator == "cuda":
         accelerator = "gpu"
     cfg["accelerator"] = accelerator
+    devices, cpus = cfg.get("devices"), os.cpu_count() or 1
+    counted = isinstance(devices, int) and not isinstance(devices, bool)
+    if accelerator == "cpu" and counted and devices > cpus:  # a process each: all started
+        raise UserError(
+            f"trainer.devices={devices} asks for {devices} processes on this machine's "
+            f"{cpus} CPUs; set trainer.devices={min(2, cpus)} or fewer (trainer=ddp uses 2)."
+        )
     if accelerator == "gpu" and job_index is not None and available > 1 and cfg.get("devices") == 1:
         cfg["devices"] = [job_index % available]
     if cfg.get("benchmark") is None:

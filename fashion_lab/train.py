@@ -88,7 +88,7 @@ def fit_and_test(
     if sweeping() and cfg.train and (pruning := job_pruning()) is not None:
         callbacks.append(pruning)
     net = build.network(cfg.model)
-    first_step = FirstStep(network_files(net), task_overrides())
+    first_step = FirstStep(network_files(net), task_overrides(), config)
     callbacks.append(first_step)
     module = build.module(cfg, net, run, config)
     trainer = build.trainer(cfg, run, callbacks)

@@ -117,3 +117,63 @@ def test_a_run_on_a_disk_that_fills_ends_in_one_sentence(tiny_data, tmp_path):
             load_checkpoint(checkpoint)  # whole
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "moment",
+    [
+        ".hydra/config.yaml",
+        "tensorboard/events*",
+        "checkpoints/best.ckpt",
+        "test_confusion_matrix.png",
+    ],
+)
+def test_a_disk_that_fills_at_any_moment_ends_in_the_sentence_and_the_record(
+    tiny_data, tmp_path, moment
+):
+    """Another process fills the disk at `moment` (when that file appears): the run ends in the
+    sentence with nothing after it (no writer thread's traceback), its record says how it
+    stopped, and the resume that follows records that."""
+    import os
+    import sys
+    import time
+
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "40m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        args = [*tiny_overrides(tiny_data, disk), "trainer.max_epochs=3"]
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        command = [sys.executable, "-m", "fashion_lab", *args]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 120
+        while not list(disk.glob(f"runs/*/{moment}")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+            while True:
+                f.write(bytes(2**20))
+
+        stderr = process.communicate(timeout=120)[1]
+        if process.returncode == 0:
+            pytest.skip(f"the run ended before the disk filled at {moment}")
+        assert process.returncode == 2, stderr[-3000:]
+        for noise in ("Traceback", "Exception in thread", "Logging error"):
+            assert noise not in stderr, stderr[-3000:]
+        last = stderr.strip().splitlines()[-1]
+        [run_dir] = disk.glob("runs/*")
+        assert last.startswith(f"Error: No space left on the disk that holds {run_dir} ("), last
+        record = json.loads((run_dir / "results.json").read_text())
+        assert record["status"] == "interrupted" and "No space left" in record["error"]
+        filler.unlink()
+        again = run_cli(*args, f"ckpt_path={run_dir}")
+        if not (run_dir / "checkpoints" / "last.ckpt").exists():
+            assert again.returncode == 2 and "saved no checkpoint" in again.stderr
+            return
+        assert again.returncode == 0, again.stderr[-3000:]
+        resumed = json.loads((run_dir / "results.json").read_text())
+        assert resumed["status"] == "completed"
+        assert resumed["resumes"][-1]["after"].startswith("interrupted: No space left on device")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,56 @@ def test_predict_prints_the_top_three_and_skips_what_is_not_an_image(trained_run
         shares = [float(t.rsplit(" ", 1)[1].rstrip("%")) for t in top]
         assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.1
     assert f"{photos / 'notes.png'}: skipped (not an image)" in done.stderr
+
+
+def test_an_image_is_measured_by_its_header_before_it_is_decoded(tmp_path, monkeypatch):
+    from fashion_lab import predict
+
+    monkeypatch.setattr(predict, "MAX_PIXELS", 1000)
+    png = _save(tmp_path / "wide.png", np.zeros((40, 40), dtype=np.uint8))
+    assert predict.read_image(png) == (
+        "40x40 pixels, more than the 1,000 predict decodes; make it smaller first"
+    )
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((160, 160), 200, dtype=np.uint8)).save(jpeg)
+    assert predict.read_image(jpeg).shape == (1, 28, 28), "a JPEG is decoded at a fraction"
+    (tmp_path / "damaged.png").write_bytes(png.read_bytes()[:60])
+    assert isinstance(predict.read_image(tmp_path / "damaged.png"), str)
+
+
+def test_a_folder_that_links_to_itself_is_walked_once(tmp_path):
+    from fashion_lab.predict import expand
+
+    photos = tmp_path / "photos"
+    (photos / "a" / "b").mkdir(parents=True)
+    for path in (photos / "top.png", photos / "a" / "mid.png", photos / "a" / "b" / "low.png"):
+        _save(path, np.zeros((4, 4), dtype=np.uint8))
+    (photos / "a" / "b" / "up").symlink_to(photos)
+    (photos / "a" / "again").symlink_to(photos / "a")
+    (photos / "a" / "b" / "loop").symlink_to(photos / "a" / "b")
+    started = time.perf_counter()
+    found = expand(f"{photos}/**/*.png")
+    assert time.perf_counter() - started < 5
+    assert sorted(p.name for p in found) == ["low.png", "mid.png", "top.png"]
+    assert [p.name for p in expand(f"{photos}/a/*.png")] == ["mid.png"]
+    assert [p.name for p in expand(f"{photos}/**/b/*.png")] == ["low.png"]
+
+
+@pytest.mark.slow  # it makes a 169-megapixel image, and the trained run starts a process
+def test_predict_stays_under_a_gigabyte_on_a_small_file_of_huge_pixels(trained_run, tmp_path):
+    import resource
+
+    run_dir, _ = trained_run
+    Image.new("L", (13000, 13000), 255).save(tmp_path / "huge.png", optimize=True)
+    Image.new("L", (13000, 13000), 255).save(tmp_path / "huge.jpg", quality=50)
+    _save(tmp_path / "small.png", np.zeros((40, 40), dtype=np.uint8))
+    assert (tmp_path / "huge.png").stat().st_size < 2**20
+    done = run_cli(f"ckpt_path={run_dir}", f"images={tmp_path}", module="fashion_lab.predict")
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak_kb < 2**20, f"peak RSS {peak_kb} KB"
+    assert "huge.png: skipped (13000x13000 pixels, more than the 16,000,000" in done.stderr
+    assert "huge.jpg: " in done.stdout and "small.png: " in done.stdout
 
 
 @pytest.mark.slow  # the trained run it predicts with starts a process

@@ -41,13 +41,18 @@ def _one_sentence(done) -> str:
         (
             ["trainer.accumulate_grad_batches=0", "module.steps_per_call=1"],
             # the failing line reads both the epochs and the accumulation: both are named
-            "in the trainer (ZeroDivisionError: division by zero); change or drop "
+            "in the trainer (ZeroDivisionError: division by zero); change "
             "trainer.max_epochs=2, trainer.accumulate_grad_batches=0, then run again.",
         ),
         # a Trainer value Lightning takes, then fails on when it counts the schedule's steps
-        (["trainer.limit_train_batches=0.0001"], "in the "),
+        (["trainer.limit_train_batches=0.0001"], "change trainer.limit_train_batches=0.0001, then"),
         # a value the real schedule fails on at its first step (no stand-in optimizer)
-        (["scheduler=cosine", "scheduler.T_max=0"], "change or drop scheduler.T_max=0"),
+        (["scheduler=cosine", "scheduler.T_max=0"], "change scheduler.T_max=0, then"),
+        # a preset's value the error names: said with its value, though not typed
+        (
+            ["experiment=quick", "trainer.limit_train_batches=0.01"],
+            "`limit_train_batches=0.5`); change trainer.limit_train_batches=0.01, then",
+        ),
     ],
 )
 def test_what_fails_at_the_first_step_is_one_sentence(tiny_data, tmp_path, overrides, sentence):
@@ -71,7 +76,7 @@ def test_the_watch_names_whose_code_failed_and_the_overrides_its_lines_use():
 
     error = failing("/x/torch/optim/adam.py", "lr step")
     assert watch.owner(error) == "optimizer"
-    assert "change or drop optimizer.lr=2" in watch.explain(error)
+    assert "change or drop optimizer.lr=2" in watch.explain(error)  # no config: the group's
     assert watch.owner(failing("/home/me/mypkg/nets.py", "forward")) == "model"
     assert watch.owner(failing("/x/torch/optim/lr_scheduler.py", "")) == "scheduler"
     assert watch.owner(failing("/x/pytorch_lightning/loops/fit_loop.py", "")) == "trainer"

@@ -379,7 +379,7 @@ IN_PROCESS_ERRORS = [
     (["trainer.max_steps=4"], "OneCycleLR cannot divide this run's optimizer steps"),
     (
         ["scheduler=cosine", "scheduler.T_max=0"],
-        r"first training step, in the scheduler \(ZeroDivisionError.*change or drop "
+        r"first training step, in the scheduler \(ZeroDivisionError.*change "
         r"scheduler.T_max=0, then",
     ),
     (["train=false"], "train=false tests a trained model; name its checkpoint with ckpt_path"),

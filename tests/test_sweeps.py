@@ -382,3 +382,40 @@ def test_ddp_refuses_several_steps_per_call_in_one_sentence(tiny_data, tmp_path)
     assert json.loads(results_file.read_text())["status"] == "failed"
     # the second process's error stays in its own log file
     assert sentence in (results_file.parent / "train_ddp_process_1.log").read_text()
+
+
+def test_compare_takes_any_record_its_description_allows(tmp_path):
+    """Records drawn at random from results.RECORD (each key present or not, each of its kinds)
+    are all ranked or listed: compare reads whatever the writer could have written."""
+    import random
+
+    from fashion_lab.results import RECORD, STATUSES, check_record
+
+    rng = random.Random(0)
+    samples = {
+        "a finite number": lambda: rng.choice([0, 1, 0.5, 1e9, -3.0]),
+        "an integer": lambda: rng.choice([0, 1, 7, 10**12]),
+        "a string": lambda: rng.choice(["", "cnn", "x=1"]),
+        "null": lambda: None,
+        "status": lambda: rng.choice(STATUSES),
+        "object": lambda: {"k": rng.choice([1, "v", None])},
+        "list of strings": lambda: rng.choice([[], ["model=cnn"], ["seed=1", "x"]]),
+        "list of objects": lambda: rng.choice([[], [{}], [{"a": 1}]]),
+        "object of numbers": lambda: rng.choice([{}, {"Bag": 0.5}]),
+        "list of epochs": lambda: rng.choice(
+            [[], [{"epoch": 0, "val/acc": None}], [{"val/acc": 0.8}]]
+        ),
+    }
+    for i in range(60):
+        record = {
+            key: samples[rng.choice(kinds)]()
+            for key, kinds in RECORD.items()
+            if key == "status" or rng.random() < 0.6
+        }
+        assert check_record(record) is None, record
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "results.json").write_text(json.dumps(record))
+    report = compare([tmp_path], tmp_path / "out")
+    runs, unreadable = load_runs([tmp_path])
+    assert len(runs) == 60 and not unreadable
+    assert report.count("\n| ") >= 1
