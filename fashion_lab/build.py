@@ -59,7 +59,7 @@ def instantiate(node: Any, key: str, **kwargs) -> Any:
         elif isinstance(cause, TypeError) and unexpected:
             hint = f"drop the option with ~{key}.{unexpected[1]}, or check its spelling"
         else:
-            hint = settings_to_change(key)
+            hint = settings_to_change(key, options=options, texts=(why,))
         raise UserError(
             f"Cannot build {key} {options.get('_target_')!r} ({why}); {hint}."
         ) from None
@@ -129,6 +129,17 @@ def _speed_choice(
     )
 
 
+def shipped_trainer() -> dict[str, Any]:
+    """conf/trainer/default.yaml's values (not its interpolations): what an error suggests."""
+    from fashion_lab.config import CONFIG_DIR
+
+    try:
+        shipped = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in shipped.items() if not (isinstance(v, str) and "${" in v)}
+
+
 def settings(
     cfg: DictConfig, job_index: int | None = None, prepare: Callable[[], Any] = lambda: None
 ) -> Settings:
@@ -144,7 +155,7 @@ def settings(
     """
     trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
     trainer.pop("_target_", None)
-    check_types(pl.Trainer, trainer, "trainer")
+    check_types(pl.Trainer, trainer, "trainer", shipped_trainer())
     if cfg.train and trainer.get("max_epochs") == 0:
         raise UserError(
             "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "
@@ -214,11 +225,12 @@ def datamodule(cfg: DictConfig, steps_per_call: int = 1) -> FashionMNISTDataModu
 def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitClassifier:
     """The LightningModule around `net`, with the configured optimizer and scheduler; `config`
     (the run's, resolved) is stored in its checkpoints."""
+    optimizer = instantiate(cfg.optimizer, "optimizer")  # first: the schedule reads its lr
     scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
     compiled = bool(cfg.module.compile)
     return LitClassifier(
         torch.compile(net) if compiled else net,
-        optimizer=instantiate(cfg.optimizer, "optimizer"),
+        optimizer=optimizer,
         scheduler=scheduler,
         label_smoothing=cfg.module.label_smoothing,
         channels_last=run.channels_last,
@@ -267,12 +279,14 @@ def trainer(cfg: DictConfig, run: Settings, callbacks: Iterable[pl.Callback] = (
                 f"drop it with ~trainer.{unexpected[1]}."
             ) from None
         raise UserError(
-            f"Lightning refused the trainer config ({e}); {settings_to_change('trainer')}."
+            f"Lightning refused the trainer config ({e}); "
+            f"{settings_to_change('trainer', options=options, texts=(str(e),))}."
         ) from None
     except (MisconfigurationException, ValueError, ImportError) as e:
         # ImportError: an accelerator or strategy whose package is missing (tpu: torch_xla)
         raise UserError(
-            f"Lightning refused the trainer config ({e}); {settings_to_change('trainer')}."
+            f"Lightning refused the trainer config ({e}); "
+            f"{settings_to_change('trainer', options=options, texts=(str(e),))}."
         ) from None
 
 

@@ -4,7 +4,6 @@ the printed config, and an Optuna trial's pruning."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ import torch
 from pytorch_lightning.callbacks import RichProgressBar
 
 from fashion_lab import search
-from fashion_lab.errors import settings_to_change
+from fashion_lab.errors import named_options, settings_to_change
 
 log = logging.getLogger(__name__)
 
@@ -254,13 +253,6 @@ def job_pruning() -> Pruning | None:
     return Pruning(optuna_trial(study, hydra_cfg.job.num))
 
 
-def _shown(value: Any) -> str:
-    """A config value as an override writes it."""
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else str(value).replace(" ", "")
-
-
 OWNERS = (
     # (a part of a source file's path, the config group whose object runs there)
     ("/torch/optim/lr_scheduler", "scheduler"),
@@ -356,20 +348,11 @@ class FirstStep(pl.Callback):
         innermost = frames[-1].line or "" if frames else ""
         options = self.config.get(group) if group else None
         options = options if isinstance(options, dict) else {}
-
-        def named_in(text: str) -> list[str]:
-            return [k for k in options if re.search(rf"\b{re.escape(str(k))}\b", text)]
-
-        # the group's settings the error names, else those the line that raised it reads
-        keys = named_in(str(error)) or named_in(innermost)
-        typed = {o.lstrip("+~").split("=")[0]: o for o in self.overrides}
-        named = [typed.get(f"{group}.{k}") or f"{group}.{k}={_shown(options[k])}" for k in keys]
-        if named:
-            fix = f"change {', '.join(named)}"
-        elif group == "model":
+        texts = (str(error), innermost)  # what the error names, else the line that raised it
+        if group == "model" and not named_options(options, *texts):
             fix = "fix the network, or change model._target_ or its options"
         elif group:
-            fix = settings_to_change(group, self.overrides)
+            fix = settings_to_change(group, self.overrides, options, texts)
         else:
             fix = "fix the settings it names"
         return f"The run failed {self.phase}, {where} ({why}); {fix}, then run again."

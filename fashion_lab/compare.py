@@ -123,7 +123,7 @@ def architecture(run: dict[str, Any], trusted: Sequence[str] = ()) -> dict[str, 
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return None
         model = (yaml.safe_load(path.read_text()) or {}).get("model")
-        trust.check(model, str(path), trusted, "--trust {}")
+        trust.check(model, str(path), trusted, "--trust {}", "model")
         return receptive.summary(build.network(model))
     except UserError as e:
         return str(e) if isinstance(e, trust.Untrusted) else None

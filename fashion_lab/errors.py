@@ -9,7 +9,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Union
 
 
@@ -111,12 +111,45 @@ def command_line_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def settings_to_change(group: str, overrides: list[str] | None = None) -> str:
-    """What to type to change the settings of `group` (optimizer, trainer.max_epochs, ...):
-    the command line's overrides of it, named exactly, or where to see the settings."""
+def shown(value: Any) -> str:
+    """A config value as an override writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value).replace(" ", "").replace("'", "")
+
+
+def named_options(options: Mapping[str, Any], *texts: str) -> list[str]:
+    """The keys of `options` that the first of `texts` to name any of them names (as words)."""
+    import re
+
+    for text in texts:
+        keys = [k for k in options if re.search(rf"\b{re.escape(str(k))}\b", text)]
+        if keys:
+            return keys
+    return []
+
+
+def settings_to_change(
+    group: str,
+    overrides: list[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    texts: tuple[str, ...] = (),
+) -> str:
+    """What to type to change the settings of `group` (optimizer, trainer, ...): its options
+    that `texts` name (an error's message, then the line that raised it), as the command line
+    gave them or with their value (`change trainer.devices=0`); else the command line's
+    overrides of the group; else where to see its settings."""
     if overrides is None:
         overrides = command_line_overrides()
-    named = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].startswith(group)]
+    typed = {o.lstrip("+~").split("=", 1)[0]: o for o in overrides}
+    options = options or {}
+    if keys := named_options(options, *texts):
+        return "change " + ", ".join(
+            typed.get(f"{group}.{k}") or f"{group}.{k}={shown(options[k])}" for k in keys
+        )
+    named = [o for key, o in typed.items() if key == group or key.startswith(f"{group}.")]
     if named:
         return f"change or drop {', '.join(named)}"
     return f"change the {group}.* settings (python -m fashion_lab --cfg job lists them)"
@@ -164,7 +197,9 @@ def _fits(value: Any, hint: Any) -> bool:
         return isinstance(value, hint)
     if isinstance(origin, type):  # list[float], Sequence[str]: a config list is any of them
         return isinstance(value, (origin, list, tuple))
-    if origin is None and isinstance(hint, type) and not isinstance(value, (list, dict)):
+    if origin is None and isinstance(hint, type) and isinstance(value, list):
+        return issubclass(hint, (list, tuple)) or hint in (Iterable, Sequence)  # not a Path
+    if origin is None and isinstance(hint, type) and not isinstance(value, dict):
         return isinstance(value, hint)  # a class such as torch.Tensor or Path
     return True
 
@@ -188,7 +223,9 @@ def _describe(hint: Any) -> str:
     return names.get(hint, "")
 
 
-def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:
+def check_types(
+    target: Callable, options: Mapping[str, Any], key: str, shipped: Mapping[str, Any] = {}
+) -> None:
     """Check the config at `key` against the types in `target`'s signature: Lightning's
     Trainer, for one, stores `max_epochs="abc"` as given and fails later with a stack trace.
 
@@ -204,26 +241,24 @@ def check_types(target: Callable, options: Mapping[str, Any], key: str) -> None:
             expected = _describe(hints[name])
             raise UserError(
                 f"{key}.{name} must be {expected}, got {value!r}; "
-                f"{example(target, name, key, hints[name])}."
+                f"{example(target, name, key, hints[name], shipped)}."
             )
 
 
-def example(target: Callable, name: str, key: str, hint: Any = None) -> str:
-    """`set it back with trainer.max_epochs=1000`: the option's default in `target`'s signature
-    as the override to type, or, without a default of the right type, what it must be."""
+def example(
+    target: Callable, name: str, key: str, hint: Any = None, shipped: Mapping[str, Any] = {}
+) -> str:
+    """`set it with e.g. trainer.max_epochs=6`: the value conf/ ships (`shipped`), else the
+    option's default in `target`'s signature, as the override to type; without one of the
+    right type, what it must be."""
     import inspect
 
     try:
         default = inspect.signature(target).parameters[name].default
     except (KeyError, TypeError, ValueError):
         default = inspect.Parameter.empty
+    if name in shipped and (hint is None or _fits(shipped[name], hint)):
+        return f"set it with e.g. {key}.{name}={shown(shipped[name])} (what conf/ ships)"
     if default is not inspect.Parameter.empty and (hint is None or _fits(default, hint)):
-        shown = (
-            "null"
-            if default is None
-            else str(default).lower()
-            if isinstance(default, bool)
-            else default
-        )
-        return f"set it with e.g. {key}.{name}={shown} (its default)"
+        return f"set it with e.g. {key}.{name}={shown(default)} (its default)"
     return f"set {key}.{name} to {_describe(hint) or 'a value it takes'}"

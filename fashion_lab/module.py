@@ -93,6 +93,11 @@ def tag_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _options(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The options a partial was configured with (optimizer.lr, ...)."""
+    return dict(getattr(factory, "keywords", {}) or {})
+
+
 def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
     """`factory(**kwargs)`, a value it refuses (Adam's weight_decay -1) said in one sentence.
 
@@ -105,7 +110,8 @@ def _build(group: str, factory: Callable[..., Any], **kwargs) -> Any:
     except (ValueError, TypeError, ArithmeticError) as e:
         if not isinstance(e, ZeroDivisionError):
             raise UserError(
-                f"{name} refused its options ({e}); {settings_to_change(group)}."
+                f"{name} refused its options ({e}); "
+                f"{settings_to_change(group, options=_options(factory), texts=(str(e),))}."
             ) from None
         # OneCycleLR with a one-step warm-up, CosineAnnealingLR with T_max=0
         raise UserError(

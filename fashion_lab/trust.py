@@ -119,10 +119,14 @@ def trusted_names(value: Any) -> list[str]:
 
 
 def check(
-    config: Any, source: str, trusted: Iterable[str] = (), option: str = "trust=[{}]"
+    config: Any,
+    source: str,
+    trusted: Iterable[str] = (),
+    option: str = "trust=[{}]",
+    where: str = "",
 ) -> None:
     """Refuse `config` (plain data read from `source`) unless every target it names is trusted;
-    `option` is how the command's user trusts a name.
+    `option` is how the command's user trusts a name; `where`, the key `config` is at.
 
     Raises:
         Untrusted: a target neither fashion_lab, this command's config nor `trust` names, or a
@@ -130,13 +134,13 @@ def check(
             interpolation).
     """
     allowed = builtin_targets() | set(trusted)
-    for key in interpolations(config):
+    for key in interpolations(config, where):
         raise Untrusted(
             f"{source} holds an unresolved value at {key}, which fashion_lab never writes (its "
             "configs are saved resolved); the file is damaged or was made by hand: use a "
             "checkpoint of a fashion_lab run."
         )
-    for key, target in targets(config):
+    for key, target in targets(config, where):
         if not isinstance(target, str):
             raise Untrusted(
                 f"{source} names {target!r} as {key}._target_, which is not a dotted name; the "
