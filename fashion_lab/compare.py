@@ -111,14 +111,16 @@ def group_runs(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def architecture(run: dict[str, Any], trusted: Sequence[str] = ()) -> dict[str, int] | str | None:
-    """Multiply-adds per image and receptive field of a run's network, rebuilt from the
-    resolved config it saved (config.yaml) once `trust.check` let it through; the sentence
-    of a refusal; None when there is no config or it no longer builds."""
+    """Multiply-adds per image and receptive field of a run's network, rebuilt from the config
+    it saved (config.yaml, or .hydra's) once `trust.check` let it through; the sentence of a
+    refusal; None when there is no config or it no longer builds."""
     import yaml
 
     from fashion_lab import build, receptive, trust
 
     path = Path(run["run_dir"], "config.yaml")
+    if not path.is_file():  # a run of an earlier version: Hydra's record of its config
+        path = Path(run["run_dir"], ".hydra", "config.yaml")
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return None

@@ -131,6 +131,18 @@ def compose_run(overrides: list[str], tmp_path: Path):
     return compose_config(overrides, tmp_path / "run")
 
 
+def untrained_checkpoint(cfg) -> dict:
+    """What a fashion_lab checkpoint of `cfg`'s untrained network holds, without training."""
+    net = build.network(cfg.model)
+    return {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "fashion_lab_config": to_dict(cfg),
+        "FashionMNISTDataModule": {"mean": 0.3, "std": 0.35},
+        "epoch": 0,
+        "global_step": 8,
+    }
+
+
 def build_run(cfg, callbacks=()):
     """The module, Trainer and DataModule a run of `cfg` trains with (as train.py builds them)."""
     run = build.settings(cfg)

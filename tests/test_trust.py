@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import compose_run, tiny_overrides
+from conftest import compose_run, tiny_overrides, untrained_checkpoint
 from PIL import Image
 
 from fashion_lab import build, compare, evaluate, inspect, predict, train, trust
-from fashion_lab.config import to_dict
 from fashion_lab.search import outside
 from fashion_lab.trust import Untrusted
 
@@ -50,16 +49,7 @@ def payloads(tmp: Path) -> dict[str, dict]:
 def checkpoint(tmp_path_factory) -> tuple[Path, dict]:
     """A fashion_lab checkpoint of an untrained cnn in a run directory (no training needed)."""
     tmp = tmp_path_factory.mktemp("trust")
-    cfg = compose_run(tiny_overrides(tmp / "data", tmp / "logs"), tmp)
-    net = build.network(cfg.model)
-    saved = {
-        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-        "fashion_lab_config": to_dict(cfg),
-        "FashionMNISTDataModule": {"mean": 0.3, "std": 0.35},
-        "epoch": 0,
-        "global_step": 8,
-    }
-    return tmp, saved
+    return tmp, untrained_checkpoint(compose_run(tiny_overrides(tmp / "data", tmp / "logs"), tmp))
 
 
 def hostile(tmp: Path, saved: dict, group: str, node: dict) -> Path:

@@ -23,10 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import compose_run, tiny_overrides, write_dataset  # noqa: E402
-
-from fashion_lab import build  # noqa: E402
-from fashion_lab.config import to_dict  # noqa: E402
+from conftest import compose_run, tiny_overrides, untrained_checkpoint, write_dataset  # noqa: E402
 
 
 def payloads(made: Path) -> dict[str, dict]:
@@ -62,15 +59,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     write_dataset(work / "data")
     tiny = tiny_overrides(work / "data", work / "logs")
-    cfg = compose_run(tiny, work)
-    net = build.network(cfg.model)
-    good = {
-        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-        "fashion_lab_config": to_dict(cfg),
-        "FashionMNISTDataModule": {"mean": 0.3, "std": 0.35},
-        "epoch": 0,
-        "global_step": 8,
-    }
+    good = untrained_checkpoint(compose_run(tiny, work))
     (work / "photos").mkdir()
     torch.save(torch.zeros(1), work / "photos" / "not_an_image.png")
     from PIL import Image
