@@ -419,3 +419,21 @@ def test_compare_takes_any_record_its_description_allows(tmp_path):
     runs, unreadable = load_runs([tmp_path])
     assert len(runs) == 60 and not unreadable
     assert report.count("\n| ") >= 1
+
+
+@pytest.mark.slow
+def test_a_sweep_counts_a_diverged_job_apart(tiny_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "-m",
+        "optimizer.lr=0.004,1e6",
+        *tiny_overrides(tiny_data, tmp_path),
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    done = run_cli(*args)
+    assert done.returncode == 1, "a sweep with a job that is not completed exits non-zero"
+    assert "1 completed, 0 failed, 1 diverged or at chance (not ranked)" in done.stderr
+    statuses = sorted(json.loads(p.read_text())["status"] for p in sweep_dir.glob("*/results.json"))
+    assert statuses == ["completed", "diverged"]
+    assert "Not ranked: 1 runs" in compare([sweep_dir])
