@@ -257,7 +257,7 @@ OWNERS = (
     # (a part of a source file's path, the config group whose object runs there)
     ("/torch/optim/lr_scheduler", "scheduler"),
     ("/torch/optim/", "optimizer"),
-    ("/torch/nn/", "model"),
+    ("/torch/nn/modules/", "model"),  # a layer; torch's functions serve any caller
     ("/pytorch_lightning/callbacks/", "callbacks"),
     ("/fashion_lab/callbacks.py", "callbacks"),
     ("/fashion_lab/checkpoints.py", "callbacks"),

@@ -59,9 +59,9 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         _require(
-            self.crop_padding >= 0,
+            0 <= self.crop_padding <= 28,
             "data.augment.crop_padding",
-            "0 or more pixels",
+            "0 to 28 pixels (the images are 28x28)",
             self.crop_padding,
         )
         for name in ("hflip", "erasing"):

@@ -23,7 +23,7 @@ def test_the_composed_default_config_is_the_schemas_and_passes_it(tmp_path):
         (["data.batch_size=0"], "data.batch_size must be a positive integer, got 0"),
         (["data.val_size=0"], "data.val_size must be a positive integer"),
         (["data.augment.hflip=1.5"], "data.augment.hflip must be a probability from 0 to 1"),
-        (["data.augment.crop_padding=-2"], "data.augment.crop_padding must be 0 or more"),
+        (["data.augment.crop_padding=-2"], "data.augment.crop_padding must be 0 to 28"),
         (["module.label_smoothing=-0.1"], "module.label_smoothing must be a number from 0 to 1"),
         (["module.steps_per_call=0"], "module.steps_per_call must be a positive integer"),
         (["train=false", "test=false"], "train=false and test=false leave nothing to do"),
