@@ -288,11 +288,11 @@ class FirstStep(pl.Callback):
         self.overrides = overrides
         self.config = config or {}
         self.phase = "while setting up the fit"
-        self.trained = self.validated = False
+        self.trained = self.epoch_done = False
 
     @property
     def watching(self) -> bool:
-        return not (self.trained and self.validated)
+        return not (self.trained and self.epoch_done)
 
     def on_sanity_check_start(self, trainer, pl_module) -> None:
         self.phase = "at the first evaluation step (the sanity check)"
@@ -306,7 +306,7 @@ class FirstStep(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if not self.trained:
-            self.trained, self.phase = True, "before the first validation's end"
+            self.trained, self.phase = True, "in the first epoch"
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if self.trained and not trainer.sanity_checking:
@@ -315,10 +315,10 @@ class FirstStep(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # the first epoch ended, its callbacks' epoch-end work included (Lightning runs the
         # checkpoint callbacks after every other)
-        self.validated = self.validated or (self.trained and trainer.current_epoch > 0)
+        self.epoch_done = self.epoch_done or (self.trained and trainer.current_epoch > 0)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.validated = True
+        self.epoch_done = True
 
     def owner(self, error: BaseException) -> str | None:
         """The config group whose code raised `error` (its innermost frame that one owns)."""

@@ -84,7 +84,7 @@ def test_the_watch_names_whose_code_failed_and_the_overrides_its_lines_use():
         watch.owner(failing("/x/pytorch_lightning/callbacks/early_stopping.py", "")) == "callbacks"
     )
     assert watch.watching
-    watch.trained = watch.validated = True
+    watch.trained = watch.epoch_done = True
     assert not watch.watching
 
 
