@@ -29,6 +29,12 @@ from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
 
 
+def unexpected_option(error: BaseException | None) -> str | None:
+    """The option a constructor's TypeError says it does not take ("unexpected keyword")."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    return found[1] if isinstance(error, TypeError) and found else None
+
+
 def instantiate(node: Any, key: str, **kwargs) -> Any:
     """`hydra.utils.instantiate` of the config at `key`, its options checked against the
     target's signature first, and a value the target refuses said in one sentence.
@@ -53,11 +59,11 @@ def instantiate(node: Any, key: str, **kwargs) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         why = one_sentence(cause or e)
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        unexpected = unexpected_option(cause)
         if isinstance(cause, ImportError):
             hint = "make its module importable (pip install it, or add its folder to PYTHONPATH)"
-        elif isinstance(cause, TypeError) and unexpected:
-            hint = f"drop the option with ~{key}.{unexpected[1]}, or check its spelling"
+        elif unexpected:
+            hint = f"drop the option with ~{key}.{unexpected}, or check its spelling"
         else:
             hint = settings_to_change(key, options=options, texts=(why,))
         raise UserError(
@@ -273,10 +279,10 @@ def trainer(cfg: DictConfig, run: Settings, callbacks: Iterable[pl.Callback] = (
             plugins=[AtomicCheckpointIO()],
         )
     except TypeError as e:
-        if unexpected := re.search(r"unexpected keyword argument '(\w+)'", str(e)):
+        if unexpected := unexpected_option(e):
             raise UserError(
                 f"The trainer config has an option Lightning's Trainer does not take ({e}); "
-                f"drop it with ~trainer.{unexpected[1]}."
+                f"drop it with ~trainer.{unexpected}."
             ) from None
         raise UserError(
             f"Lightning refused the trainer config ({e}); "

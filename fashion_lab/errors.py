@@ -117,6 +117,8 @@ def shown(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(shown(v) for v in value) + "]"
     return str(value).replace(" ", "").replace("'", "")
 
 

@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from fashion_lab.adapters import count_stepped_batches, has_trainer
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import UserError, settings_to_change
+from fashion_lab.errors import UserError, settings_to_change, shown
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 
 log = logging.getLogger(__name__)
@@ -147,19 +147,11 @@ def taken_over(
     }
     if not changed:
         return None
-    said = ", ".join(
-        f"optimizer.{k}={_shown(a)} (now {_shown(b)})" for k, (a, b) in changed.items()
-    )
+    said = ", ".join(f"optimizer.{k}={shown(a)} (now {shown(b)})" for k, (a, b) in changed.items())
     return (
         f"sets the optimizer's {' and '.join(changed)} itself, in place of {said}; to keep "
         f"{'it' if len(changed) == 1 else 'them'}, set scheduler.cycle_momentum=false"
     )
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple | list):
-        return "[" + ",".join(_shown(v) for v in value) + "]"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class LitClassifier(pl.LightningModule):

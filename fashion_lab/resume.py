@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.checkpoints import LAST, moved
 from fashion_lab.config import target_name
-from fashion_lab.errors import UserError
+from fashion_lab.errors import UserError, shown
 from fashion_lab.results import UNHEALTHY, read_results
 
 NOT_SET = object()
@@ -84,7 +84,7 @@ def resumed_config(
             if fixed is not None:
                 raise UserError(
                     f"{override.input_line} cannot change a run that resumes ({FIXED[fixed]}; it "
-                    f"has {leaf}={_shown(before)}); resume without it, or start a new run (no "
+                    f"has {leaf}={shown(before)}); resume without it, or start a new run (no "
                     "ckpt_path)."
                 )
             changed[leaf] = {"from": before, "to": after}
@@ -116,13 +116,6 @@ def _differences(key: str, old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
             found |= _differences(f"{key}.{k}", old.get(k), new.get(k))
         return found
     return {} if old == new else {key: (old, new)}
-
-
-def _shown(value: Any) -> str:
-    """A config value as an override would write it."""
-    return (
-        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    )
 
 
 def resume_entry(

@@ -104,9 +104,7 @@ def fit_and_test(
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         except Exception as e:  # what the built objects meet first, said in a sentence
-            if not first_step.watching or isinstance(e, UserError | search.Pruned):
-                raise
-            if no_space(e) is not None:
+            if not first_step.watching or isinstance(e, UserError | search.Pruned) or no_space(e):
                 raise
             raise UserError(first_step.explain(e)) from e  # the traceback: in the run's log
         metrics.update(float_metrics(trainer.callback_metrics))

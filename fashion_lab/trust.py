@@ -1,7 +1,7 @@
 """What a config read from a file may name: the one gate between stored data and code.
 
 A checkpoint's stored config (evaluate, predict, inspect, a resume) and a run's saved
-`.hydra/config.yaml` (compare) are data: every `_target_` in them, at any depth (options,
+`config.yaml` (compare) are data: every `_target_` in them, at any depth (options,
 `_args_`, partials), must be one fashion_lab builds by itself (`builtin_targets`), one the user
 named in the config of this command (their command line and config folders), or one they
 trust on purpose with `trust=[dotted.Name, ...]`. Anything else is refused before it is imported,
@@ -14,12 +14,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from fashion_lab.errors import UserError
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 FAMILIES = (
     ("torch.optim", "Optimizer"),
@@ -46,10 +43,11 @@ def builtin_targets() -> frozenset[str]:
     import pytorch_lightning as pl
 
     from fashion_lab import callbacks, checkpoints
+    from fashion_lab.config import CONFIG_DIR
     from fashion_lab.models import list_models
     from fashion_lab.models.registry import builder
 
-    names = {m for f in CONF_DIR.rglob("*.yaml") for m in _TARGET_LINE.findall(f.read_text())}
+    names = {m for f in CONFIG_DIR.rglob("*.yaml") for m in _TARGET_LINE.findall(f.read_text())}
     names |= {f"{b.__module__}.{b.__qualname__}" for b in map(builder, list_models())}
     names.add("fashion_lab.data.FashionMNISTDataModule")
     families = [(m.__name__, pl.Callback) for m in (callbacks, checkpoints)]
