@@ -30,11 +30,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from fashion_lab import build, schema, speed
+from fashion_lab import build, plan, schema, speed
 from fashion_lab.callbacks import RunRecorder
+from fashion_lab.cli import command
 from fashion_lab.config import REPO_ROOT, compose_config, to_dict
 from fashion_lab.data import FashionMNISTDataModule
-from fashion_lab.errors import UserError, command
+from fashion_lab.errors import UserError
 
 KERAS_PEER = REPO_ROOT.parent / "shared" / "peers" / "keras_seed_cnn.py"
 
@@ -252,10 +253,8 @@ def prepare(
     ]
     cfg = schema.check(compose_config(overrides, Path(tmp) / "run0"))
     datamodule = build.datamodule(cfg)  # the hand loop's: one batch per step
-    # what null leaves is measured here, before any epoch, once the data is checked
-    run = build.settings(cfg, prepare=datamodule.setup)
-    datamodule.setup()
-    return cfg, run, datamodule
+    datamodule.setup()  # the data checked before what null leaves is measured
+    return cfg, plan.settings(cfg), datamodule
 
 
 @command

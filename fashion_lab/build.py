@@ -1,12 +1,12 @@
-"""Config -> objects: the run's settings derived once, then the datamodule, network, module
-and Trainer built from them. The one place where config values meet constructors."""
+"""Config -> objects: the datamodule, network, module and Trainer, built from a run's config and
+the Settings its plan derived (`fashion_lab.plan`). The one place where config values meet
+constructors."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,8 @@ from fashion_lab import speed, trust
 from fashion_lab.adapters import locate
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
-from fashion_lab.data import FashionMNISTDataModule
+from fashion_lab.data import FashionMNISTDataModule, Splits
 from fashion_lab.errors import UserError, check_types, one_sentence, settings_to_change
-from fashion_lab.hardware import fastest_precision, resolve_devices
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
 
@@ -87,109 +86,6 @@ class Settings:
         return self.trainer["accelerator"]
 
 
-def _one_device(trainer: Mapping[str, Any]) -> torch.device | None:
-    """The device of a run in one process on one device; None for several processes."""
-    devices = trainer.get("devices", "auto")
-    if isinstance(devices, list | tuple) and len(devices) == 1:
-        index = int(devices[0])
-    elif devices in (1, "1") or (devices == "auto" and trainer["accelerator"] == "cpu"):
-        index = 0
-    else:
-        return None
-    if trainer.get("num_nodes", 1) != 1 or trainer.get("strategy", "auto") not in (
-        "auto",
-        "single_device",
-    ):
-        return None
-    return torch.device("cpu") if trainer["accelerator"] == "cpu" else torch.device("cuda", index)
-
-
-def _speed_choice(
-    cfg: DictConfig, trainer: dict[str, Any], steps: int | None, prepare: Callable[[], Any]
-) -> speed.Choice:
-    """`trainer.precision`, `module.channels_last` and `module.steps_per_call` as given, or
-    (null) the fastest measured for the run's network and batch size on its device. Several
-    processes, which could each measure differently, take bf16 by the device's flags,
-    channels-last and one step per call."""
-    precision, channels_last = trainer.get("precision"), cfg.module.channels_last
-    fallback = fastest_precision(trainer["accelerator"])
-    device = _one_device(trainer)
-    if device is None or trainer["accelerator"] not in ("cpu", "gpu"):
-        return speed.Choice(
-            precision or fallback,
-            True if channels_last is None else channels_last,
-            steps_per_call=steps or 1,
-        )
-    prepare()
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    return speed.choose(
-        lambda: network(model),
-        lambda params: instantiate(cfg.optimizer, "optimizer")(params=params),
-        network_key=json.dumps(model, sort_keys=True, default=str),
-        batch_size=cfg.data.batch_size,
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-        steps_per_call=steps,
-        fallback=fallback,
-    )
-
-
-def shipped_trainer() -> dict[str, Any]:
-    """conf/trainer/default.yaml's values (not its interpolations): what an error suggests."""
-    from fashion_lab.config import CONFIG_DIR
-
-    try:
-        shipped = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml"))
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in shipped.items() if not (isinstance(v, str) and "${" in v)}
-
-
-def settings(
-    cfg: DictConfig, job_index: int | None = None, prepare: Callable[[], Any] = lambda: None
-) -> Settings:
-    """The run's Settings (see `Settings`); sweep job `job_index` spreads over visible GPUs.
-
-    What the config leaves null is measured (`fashion_lab.speed`), after `prepare()` (the
-    data's checks, so that a bad batch size is said before it is timed); `module.steps_per_call`
-    null is 1 under several processes or gradient accumulation (which refuse groups), and
-    where `limit_train_batches` or `val_check_interval` count batches (they would count calls).
-
-    Raises:
-        UserError: no GPU where one is asked for; options that do not combine.
-    """
-    trainer = resolve_devices(OmegaConf.to_container(cfg.trainer, resolve=True), job_index)
-    trainer.pop("_target_", None)
-    check_types(pl.Trainer, trainer, "trainer", shipped_trainer())
-    if cfg.train and trainer.get("max_epochs") == 0:
-        raise UserError(
-            "trainer.max_epochs=0 trains nothing (the test would score untrained weights); "
-            "set it to 1 or more, or test a checkpoint with train=false ckpt_path=<run>."
-        )
-    steps = cfg.module.steps_per_call
-    if steps is None:
-        counts_batches = any(
-            isinstance(trainer.get(key), int) and not isinstance(trainer.get(key), bool)
-            for key in ("limit_train_batches", "val_check_interval")
-        )
-        plain = trainer.get("accumulate_grad_batches", 1) == 1 and not counts_batches
-        steps = None if plain and _one_device(trainer) is not None else 1
-    if steps is not None and steps > 1 and trainer.get("accumulate_grad_batches", 1) != 1:
-        raise UserError(
-            "trainer.accumulate_grad_batches does not combine with module.steps_per_call > 1; "
-            "raise data.batch_size instead, or set module.steps_per_call=1."
-        )
-    choice = _speed_choice(cfg, trainer, steps, prepare)
-    trainer["precision"] = choice.precision
-    return Settings(
-        trainer,
-        choice.steps_per_call or 1,
-        choice.channels_last,
-        choice if choice.measured or choice.call_ms is not None else None,
-    )
-
-
 def seeding(seed: int | None) -> list[pl.Callback]:
     """Seed everything from `seed` (None: leave the run unseeded); the callbacks that keep it so
     (each epoch's randomness then depends only on the seed and the epoch)."""
@@ -223,9 +119,17 @@ def network(model: Mapping[str, Any]) -> nn.Module:
     return built
 
 
-def datamodule(cfg: DictConfig, steps_per_call: int = 1) -> FashionMNISTDataModule:
-    """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once."""
-    return instantiate(cfg.data, "data", _convert_="all", steps_per_call=steps_per_call)
+def datamodule(
+    cfg: DictConfig, steps_per_call: int = 1, splits: Splits | None = None
+) -> FashionMNISTDataModule:
+    """The DataModule described by `cfg.data`, serving `steps_per_call` batches at once (the
+    data another one read, `splits`, served as it is)."""
+    if splits is None:
+        return instantiate(cfg.data, "data", _convert_="all", steps_per_call=steps_per_call)
+    # tensors, which Hydra would turn into config: given to the constructor it returns (the
+    # config built a DataModule already, when the data was read)
+    made = instantiate(cfg.data, "data", _convert_="all", _partial_=True)
+    return made(steps_per_call=steps_per_call, splits=splits)
 
 
 def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitClassifier:

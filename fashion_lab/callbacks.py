@@ -102,6 +102,20 @@ class RunRecorder(pl.Callback):
         """The history's entries of the epochs Lightning validated."""
         return [h for h in self.history if h.get("val/acc") is not None]
 
+    def figures(self) -> dict[str, Any]:
+        """What results.json takes from the fit, however it ended: its speed (None, not 0, for
+        a run that trained nothing: compare skips those), its history and its best epoch."""
+        speed = self.images_per_second
+        figures: dict[str, Any] = {
+            "train_time_s": round(self.train_seconds, 2) if speed else None,
+            "train_images_per_s": round(speed, 1) if speed else None,
+            "history": self.history,
+        }
+        if self.validated_epochs:
+            best = max(self.validated_epochs, key=lambda h: h["val/acc"])
+            figures.update(best_epoch=best["epoch"], best_val_acc=best["val/acc"])
+        return figures
+
     @property
     def images_per_second(self) -> float | None:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else None
@@ -269,13 +283,26 @@ OWNERS = (
 """Whose code an error's innermost frame is in: the group whose settings the user changes."""
 
 
+def network_files(net: torch.nn.Module) -> set[str]:
+    """The source files of a network's own layers (fashion_lab's or a user's, not torch's)."""
+    import inspect
+
+    files = set()
+    for layer in net.modules():
+        try:
+            files.add(inspect.getsourcefile(type(layer)))
+        except (TypeError, OSError):
+            continue
+    return {f for f in files if f and "/torch/" not in f.replace("\\", "/")}
+
+
 class FirstStep(pl.Callback):
     """Watches a fit until its first training step and its first epoch are done: an
     error until then (the real optimizer, schedule, network, loop and callbacks meeting for
     the first time) is said by `explain` in one sentence naming the settings to change.
 
     Args:
-        network_files: the source files of the network's own layers (a user's model).
+        network_files: the source files of the network's own layers (`network_files`).
         overrides: the command line's overrides, named as the settings to change.
         config: the run's resolved config: a setting of the failing group that the error or
             its lines name is said with its value, wherever it was set (a preset, a file).

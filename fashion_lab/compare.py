@@ -27,8 +27,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from fashion_lab.cli import command
 from fashion_lab.config import check_writable
-from fashion_lab.errors import UserError, command
+from fashion_lab.errors import UserError
 from fashion_lab.results import UNHEALTHY, read_record
 
 # overrides that leave a run's figures as they are: runs differing only in these share a group

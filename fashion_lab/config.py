@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,25 +56,26 @@ def _resumed_run(ckpt_path: str | None, train: bool, log_dir: str) -> Path | Non
     return run_dir_of(ckpt_path, log_dir) if train else None
 
 
-_CLAIMED: dict[str, str] = {}
-
-
 def claim(new_dir: str) -> str:
     """`new_dir` created for this process alone, or `new_dir_2`, `_3`, ... when another run
     that started in the same second (same name) took it: two runs never share a directory.
-    The same name gives the same answer for the rest of the process."""
-    if new_dir not in _CLAIMED:
-        for n in itertools.count(1):
-            candidate = new_dir if n == 1 else f"{new_dir}_{n}"
-            try:
-                Path(candidate).mkdir(parents=True)
-            except FileExistsError:
-                continue
-            except OSError:  # cannot be created: Hydra fails making it, and train.main says so
-                candidate = new_dir
-            _CLAIMED[new_dir] = candidate
-            break
-    return _CLAIMED[new_dir]
+    The same name gives the same answer for the rest of the process (the directory's lock
+    file names the process that created it)."""
+    from fashion_lab.runlock import holder, mark
+
+    for n in itertools.count(1):
+        candidate = new_dir if n == 1 else f"{new_dir}_{n}"
+        try:
+            Path(candidate).mkdir(parents=True)
+        except FileExistsError:
+            if holder(candidate) == os.getpid():
+                return candidate
+            continue
+        except OSError:  # cannot be created: Hydra fails making it, and train.main says so
+            return new_dir
+        mark(candidate)
+        return candidate
+    raise AssertionError("unreachable")
 
 
 def run_dir(ckpt_path: str | None, train: bool, log_dir: str, new_dir: str) -> str:

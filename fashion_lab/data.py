@@ -428,6 +428,17 @@ class Augmentation:
         return x.masked_fill((box & apply).unsqueeze(1), 0.0)
 
 
+@dataclass(frozen=True)
+class Splits:
+    """The data a DataModule read and checked: uint8 images and labels per split (`train`,
+    `val`, `test`), the training split's pixel statistics, and the folder the files are in."""
+
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    mean: float
+    std: float
+    data_dir: Path
+
+
 class FashionMNISTDataModule(pl.LightningDataModule):
     """Fashion-MNIST: 55k train / 5k validation carved from the official 60k, official 10k test.
 
@@ -449,6 +460,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             are gathered there and nothing is copied per step; None: on GPUs, not on the CPU.
         steps_per_call: training batches served together, stacked [m, batch_size, ...]
             (`module.steps_per_call`: the module makes one optimizer step per batch).
+        splits: the data another DataModule of the same config read (`loaded`), served as it
+            is: a run reads and checks its data once, before it decides what to build.
     """
 
     def __init__(
@@ -468,6 +481,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         augment: dict | None = None,
         device_resident: bool | None = None,
         steps_per_call: int = 1,
+        splits: Splits | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -492,6 +506,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.std: float | None = None
         self.data_dir: Path | None = None
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        if splits is not None:
+            self._splits = dict(splits.tensors)
+            self.mean, self.std, self.data_dir = splits.mean, splits.std, splits.data_dir
 
     def prepare_data(self) -> None:
         self.data_dir = locate(
@@ -529,6 +546,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             self.data_dir, "test", verify_checksums=self.verify_checksums
         )
         self.mean, self.std = pixel_stats(self._splits["train"][0])
+
+    def loaded(self) -> Splits:
+        """The data `setup` read and checked, for a DataModule built later from the same config."""
+        self.setup()
+        return Splits(dict(self._splits), self.mean, self.std, self.data_dir)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels of `train`, `val` or `test` (after `setup`)."""

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
-import logging
-import os
-import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,32 +44,6 @@ def no_space(error: BaseException | None) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
-
-
-def is_rank_zero() -> bool:
-    """False in the extra processes that distributed training starts (they write nothing)."""
-    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK"))
-
-
-def say_error(message: str, logger: logging.Logger | None = None) -> None:
-    """`message` on stderr, through `logger` when given (which also writes the run's log
-    file). Distributed training's extra processes meet the same errors as the first, which
-    says them: theirs go to their own log files only."""
-    if not is_rank_zero():
-        log_to_file(message, logger)
-    elif logger is None:
-        print(message, file=sys.stderr)
-    else:
-        logger.error(message)
-
-
-def log_to_file(message: str, logger: logging.Logger | None = None) -> None:
-    """`message` in the run's log file only, not on the console."""
-    name = logger.name if logger else "fashion_lab"
-    record = logging.LogRecord(name, logging.ERROR, __file__, 0, message, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 DETAIL_LINES = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
@@ -155,31 +125,6 @@ def settings_to_change(
     if named:
         return f"change or drop {', '.join(named)}"
     return f"change the {group}.* settings (python -m fashion_lab --cfg job lists them)"
-
-
-def user_wants_tracebacks() -> bool:
-    """HYDRA_FULL_ERROR=1: a developer asked for Hydra's full stack traces."""
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
-
-
-def command(main: Callable[..., None]) -> Callable[..., None]:
-    """A command's `main`: a UserError ends in its sentence and exit 2, Ctrl-C or a stop
-    signal (SIGTERM, ...) in exit 128 + the signal's number, neither with a stack trace."""
-    from fashion_lab import stops
-
-    @functools.wraps(main)
-    def run(*args, **kwargs) -> None:
-        try:
-            with stops.stop_on_signals():
-                main(*args, **kwargs)
-        except UserError as e:
-            say_error(f"Error: {e}")
-            sys.exit(2)
-        except KeyboardInterrupt as e:
-            say_error(f"{stops.opening(e)}; run the command again.")
-            sys.exit(stops.exit_code(e))
-
-    return run
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from fashion_lab import build
+from fashion_lab.cli import command
 from fashion_lab.config import check_writable, model_name
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import command
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 from fashion_lab.inference import load_trained, parse_args
 

@@ -29,8 +29,9 @@ from matplotlib.figure import Figure
 
 from fashion_lab import build, receptive
 from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
+from fashion_lab.cli import command
 from fashion_lab.config import REPO_ROOT, check_writable, compose_config, model_name
-from fashion_lab.errors import UserError, command
+from fashion_lab.errors import UserError
 from fashion_lab.inference import trusted
 
 

@@ -1,11 +1,46 @@
-"""What a run leaves out of its console output: warnings and lines of Lightning's with nothing
-in them for a user. Installed by the commands' entry points, not on import."""
+"""What a command says and where: errors on the console and in the run's log file, and what a
+run leaves out of its output (warnings and lines of Lightning's with nothing in them for a
+user; installed by the commands' entry points, not on import)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import warnings
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes that distributed training starts (they write nothing)."""
+    return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK"))
+
+
+def say_error(message: str, logger: logging.Logger | None = None) -> None:
+    """`message` on stderr, through `logger` when given (which also writes the run's log
+    file). Distributed training's extra processes meet the same errors as the first, which
+    says them: theirs go to their own log files only."""
+    if not is_rank_zero():
+        log_to_file(message, logger)
+    elif logger is None:
+        print(message, file=sys.stderr)
+    else:
+        logger.error(message)
+
+
+def log_to_file(message: str, logger: logging.Logger | None = None) -> None:
+    """`message` in the run's log file only, not on the console."""
+    name = logger.name if logger else "fashion_lab"
+    record = logging.LogRecord(name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def user_wants_tracebacks() -> bool:
+    """HYDRA_FULL_ERROR=1: a developer asked for Hydra's full stack traces."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
 
 WARNINGS = (
     # Lightning 2.6 calls a torch API that torch 2.13 deprecates

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fashion_lab.cli import command
 from fashion_lab.data import CLASS_NAMES
-from fashion_lab.errors import UserError, command
+from fashion_lab.errors import UserError
 from fashion_lab.inference import Trained, load_trained, parse_args
 
 SIZE = 28

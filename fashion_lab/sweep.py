@@ -30,18 +30,6 @@ from omegaconf import DictConfig
 
 from fashion_lab import stops
 
-failed_jobs: list[tuple[str, str]] = []
-"""(job directory, reason) of the failed jobs of the last sweep this process ran."""
-
-sweep_dir: str | None = None
-"""The directory of the sweep this process runs or ran last."""
-
-interrupted = False
-"""Whether the last sweep this process ran was stopped by Ctrl-C, its jobs having returned."""
-
-stopped_by: stops.Stopped | None = None
-"""The stop signal that stopped it (None: Ctrl-C, or not stopped)."""
-
 STOP_FILE = ".interrupted"
 """Written in a sweep directory when its sweep is stopped: jobs that have not started skip."""
 
@@ -70,6 +58,34 @@ def take_stop_signals(job_starts: bool) -> None:
     for s in stops.STOP_SIGNALS:
         if signal.getsignal(s) is before:  # submitit's handlers stay
             signal.signal(s, after)
+
+
+def between_jobs() -> None:
+    """A worker between jobs: a Ctrl-C or stop signal while it waits would kill it, not a job."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    take_stop_signals(job_starts=False)
+
+
+class SweepEnded(BaseException):
+    """How a sweep ended, where it did not simply complete: stopped (`interrupted`, by
+    `stopped_by`: None for Ctrl-C), or with `failed` jobs ((job directory, reason) each). Raised
+    from the sweep's end to `train.main`, past Hydra, which turns a callback's Exception into
+    a warning."""
+
+    def __init__(
+        self,
+        sweep_dir: str,
+        interrupted: bool,
+        stopped_by: stops.Stopped | None,
+        failed: list[tuple[str, str]],
+    ) -> None:
+        super().__init__(sweep_dir)
+        self.sweep_dir, self.interrupted, self.stopped_by, self.failed = (
+            sweep_dir,
+            interrupted,
+            stopped_by,
+            failed,
+        )
 
 
 def jobs_in_other_processes(config: DictConfig) -> bool:
@@ -138,15 +154,14 @@ def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 class SweepReport(Callback):
-    """Prints how many jobs completed now, earlier (skipped) or failed, and why each failed."""
+    """Prints how many jobs completed now, earlier (skipped) or failed, and why each failed;
+    a sweep that was stopped or had failures ends in `SweepEnded`."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global sweep_dir, interrupted, stopped_by
         self.started = time.time()
-        failed_jobs.clear()
-        sweep_dir = str(config.hydra.sweep.dir)
-        interrupted, stopped_by = False, None
-        clear_stop(sweep_dir)  # left by an earlier, stopped run
+        self.sweep_dir = str(config.hydra.sweep.dir)
+        self.stopped_by: stops.Stopped | None = None
+        clear_stop(self.sweep_dir)  # left by an earlier, stopped run
         self.previous_handlers: dict[int, Any] = {}
         if jobs_in_other_processes(config):
             os.environ[LAUNCHER_PID] = str(os.getpid())
@@ -157,14 +172,13 @@ class SweepReport(Callback):
 
     def _stop(self, signum: int, frame: Any) -> None:
         """The first Ctrl-C (the workers have it too) or stop signal of a parallel sweep."""
-        global stopped_by
-        stop_sweep(sweep_dir)
+        stop_sweep(self.sweep_dir)
         for s in (signal.SIGINT, *stops.STOP_SIGNALS):  # a second one stops at once
-            signal.signal(s, signal.default_int_handler)
+            signal.signal(s, self._stop_at_once)
         again = "press Ctrl-C again to stop at once"
         if signum != signal.SIGINT:
-            stopped_by = stops.Stopped(signum)
-            again = f"{stopped_by.name} again stops at once"
+            self.stopped_by = stops.Stopped(signum)
+            again = f"{self.stopped_by.name} again stops at once"
             for pid in stops.child_processes():
                 with contextlib.suppress(OSError):  # ended meanwhile
                     os.kill(pid, signal.SIGTERM)
@@ -174,12 +188,14 @@ class SweepReport(Callback):
             file=sys.stderr,
         )
 
+    def _stop_at_once(self, signum: int, frame: Any) -> None:
+        raise SweepEnded(self.sweep_dir, True, self.stopped_by, [])
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        global interrupted
         for s, handler in self.previous_handlers.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        interrupted = sweep_stopped(sweep_dir)
-        clear_stop(sweep_dir)
+        interrupted = sweep_stopped(self.sweep_dir)
+        clear_stop(self.sweep_dir)
         jobs = sweep_jobs(Path(config.hydra.sweep.dir))
         done = [j for j in jobs if j.get("status") == "completed"]
         earlier = [j for j in done if j.get("finished_at", 0) < getattr(self, "started", 0)]
@@ -190,9 +206,9 @@ class SweepReport(Callback):
         unhealthy = [j for j in jobs if j.get("status") in UNHEALTHY]
         apart = ("completed", "interrupted", "pruned", *UNHEALTHY)
         failed = [j for j in jobs if j.get("status") not in apart]
-        failed_jobs.extend(
+        failed_jobs = [
             (j["job_dir"], j.get("error", j.get("status", "?"))) for j in failed + unhealthy
-        )
+        ]
         print(
             f"Sweep {config.hydra.sweep.dir}: {len(done) - len(earlier)} completed, "
             f"{len(failed)} failed, "
@@ -204,3 +220,5 @@ class SweepReport(Callback):
         )
         for job_dir, reason in failed_jobs:
             print(f"  failed: {job_dir}: {reason}", file=sys.stderr)
+        if interrupted or failed_jobs:
+            raise SweepEnded(self.sweep_dir, interrupted, self.stopped_by, failed_jobs)

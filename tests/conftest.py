@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fashion_lab import build
+from fashion_lab import build, plan
 from fashion_lab.config import compose_config, to_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def untrained_checkpoint(cfg) -> dict:
 
 def build_run(cfg, callbacks=()):
     """The module, Trainer and DataModule a run of `cfg` trains with (as train.py builds them)."""
-    run = build.settings(cfg)
+    run = plan.settings(cfg)
     module = build.module(cfg, build.network(cfg.model), run, to_dict(cfg))
     return module, build.trainer(cfg, run, callbacks), build.datamodule(cfg, run.steps_per_call)
 

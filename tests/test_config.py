@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 from conftest import compose_run, run_cli
 
-from fashion_lab import build
+from fashion_lab import build, plan
 from fashion_lab.config import CONFIG_DIR, short_name
 from fashion_lab.errors import UserError
 
@@ -43,7 +43,7 @@ def test_each_option_composes(override, tmp_path):
         assert cfg.model_name == option
         assert build.network(cfg.model) is not None
     if group in ("optimizer", "scheduler"):
-        run = build.settings(cfg)
+        run = plan.settings(cfg)
         assert build.module(cfg, build.network(cfg.model), run, {}) is not None
     if group in ("data", "paths"):
         assert build.datamodule(cfg).batch_size > 0
@@ -53,7 +53,7 @@ def test_each_option_composes(override, tmp_path):
 @pytest.mark.parametrize("logger", options("logger"))
 def test_trainer_logger_and_callbacks_build(trainer, logger, tmp_path):
     cfg = compose_run([f"trainer={trainer}", f"logger={logger}"], tmp_path)
-    built = build.trainer(cfg, build.settings(cfg))
+    built = build.trainer(cfg, plan.settings(cfg))
     assert isinstance(built, pl.Trainer)
     assert built.max_epochs == cfg.trainer.max_epochs
     assert any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in built.callbacks)
@@ -62,7 +62,7 @@ def test_trainer_logger_and_callbacks_build(trainer, logger, tmp_path):
 
 def test_several_loggers_at_once(tmp_path):
     cfg = compose_run(["logger=[tensorboard,csv]"], tmp_path)
-    assert len(build.trainer(cfg, build.settings(cfg)).loggers) == 2
+    assert len(build.trainer(cfg, plan.settings(cfg)).loggers) == 2
 
 
 def test_seed_zero_is_kept_and_used(tmp_path):
@@ -104,7 +104,7 @@ def test_the_divergence_hint_is_an_override_that_composes(tmp_path):
 
 def test_a_group_is_left_out_with_a_tilde(tmp_path):
     cfg = compose_run(["~logger", "~callbacks"], tmp_path)
-    trainer = build.trainer(cfg, build.settings(cfg))
+    trainer = build.trainer(cfg, plan.settings(cfg))
     assert trainer.loggers == []
     assert trainer.checkpoint_callback.monitor is None, "Lightning's default, not conf's"
 

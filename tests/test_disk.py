@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_run, run_cli, tiny_overrides
 
+from fashion_lab import life
 from fashion_lab import train as train_module
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.errors import UserError, no_space
@@ -76,7 +77,7 @@ def test_a_full_disk_mid_run_then_at_its_record(tiny_data, tmp_path, monkeypatch
     def full_disk(*args, **kwargs):
         raise FULL
 
-    monkeypatch.setattr(train_module, "write_results", full_disk)
+    monkeypatch.setattr(life, "write_results", full_disk)
     resume = compose_run([*overrides, f"ckpt_path={run_dir}"], tmp_path)
     with caplog.at_level(logging.ERROR), pytest.raises(UserError) as unwritten:
         train_module.train(resume)

@@ -20,7 +20,8 @@ from conftest import (
 )
 
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint, resolve_checkpoint
-from fashion_lab.errors import UserError, command
+from fashion_lab.cli import command
+from fashion_lab.errors import UserError
 from fashion_lab.inference import parse_args
 from fashion_lab.train import train
 

@@ -42,17 +42,31 @@ def test_a_directory_a_live_run_holds_is_refused_and_left_as_it_was(tiny_data, t
     os.close(fd)
     (run_dir / "results.json").unlink()
     assert train(cfg)["status"] == "completed"
-    runlock.hold(run_dir)  # and train let go of it when it ended
-    runlock.release(run_dir)
+    os.close(_held_by_another(run_dir))  # and train let go of it when it ended
 
 
-def test_holding_is_per_process_and_idempotent(tmp_path):
-    runlock.hold(tmp_path / "a")
-    runlock.hold(tmp_path / "a")  # this process again: nothing to do
+def test_a_lock_is_held_until_released_and_a_second_take_in_this_process_leaves_it(tmp_path):
+    lock = runlock.DirectoryLock(tmp_path / "a").take()
+    assert runlock.holder(tmp_path / "a") == os.getpid()
+    again = runlock.DirectoryLock(tmp_path / "a").take()  # this process: the hold stays the first's
+    assert again.fd is None and lock.fd is not None
     with pytest.raises(BlockingIOError):
         _held_by_another(tmp_path / "a")
-    runlock.release(tmp_path / "a")
+    again.release()  # holds nothing: the first's hold stays
+    with pytest.raises(BlockingIOError):
+        _held_by_another(tmp_path / "a")
+    lock.release()
     os.close(_held_by_another(tmp_path / "a"))
+
+
+def test_a_claimed_directory_is_this_process_s_and_another_name_goes_to_the_next(tmp_path):
+    from fashion_lab.config import claim
+
+    first = claim(str(tmp_path / "run"))
+    assert first == str(tmp_path / "run") and claim(str(tmp_path / "run")) == first
+    (tmp_path / "other").mkdir()  # made by another process (its lock file names it)
+    (tmp_path / "other" / runlock.LOCK).write_text("12345\n")
+    assert claim(str(tmp_path / "other")) == str(tmp_path / "other_2")
 
 
 @pytest.mark.slow

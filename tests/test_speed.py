@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from fashion_lab import build, speed
+from fashion_lab import build, plan, speed
 from fashion_lab.models import create_model
 from tests.conftest import compose_run, tiny_overrides
 
@@ -245,7 +245,7 @@ def test_a_null_config_is_measured_with_the_runs_network_and_kept(monkeypatch, t
     overrides = [*tiny_overrides(tiny_data, tmp_path), "trainer.precision=null"]
     null = ["module.channels_last=null", "module.steps_per_call=null", "model=dilated_v2"]
     cfg = compose_run([*overrides, *null], tmp_path)
-    run = build.settings(cfg)
+    run = plan.settings(cfg)
     assert run.trainer["precision"] == "bf16-mixed" and run.channels_last is False
     assert seen[0] == ("DilatedNet", 64, "cpu")
     # a step of 64 / (1300 * 1.5) s = 33 ms, a call costs 1 ms: 4 steps bring it under 1%
@@ -253,7 +253,7 @@ def test_a_null_config_is_measured_with_the_runs_network_and_kept(monkeypatch, t
     assert build.module(cfg, build.network(cfg.model), run, {}).channels_last is False
     # several processes: no measurement, the flags' guess
     seen.clear()
-    ddp = build.settings(compose_run([*overrides, "trainer=ddp"], tmp_path))
+    ddp = plan.settings(compose_run([*overrides, "trainer=ddp"], tmp_path))
     assert seen == [] and ddp.speed is None
     assert ddp.trainer["precision"] in ("32-true", "bf16-mixed")
 

@@ -12,7 +12,7 @@ import torch
 from conftest import build_run, compose_run, run_cli, tiny_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lab import build, schema, speed
+from fashion_lab import plan, schema, speed
 from fashion_lab.callbacks import RunRecorder, StepProgressBar
 from fashion_lab.errors import UserError
 
@@ -285,7 +285,7 @@ def test_null_picks_grouping_only_where_it_changes_no_count(tmp_path, monkeypatc
     monkeypatch.setattr(speed, "call_overhead_s", lambda device: 0.0003)
     cfg = compose_run(["trainer.accelerator=cpu", *extra], tmp_path)
     assert cfg.module.steps_per_call is None or extra
-    assert build.settings(cfg).steps_per_call == expected
+    assert plan.settings(cfg).steps_per_call == expected
 
 
 @pytest.mark.parametrize("value", ["0", "auto", "1.5", "true"])

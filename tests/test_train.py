@@ -12,9 +12,10 @@ from conftest import REAL_DATA, compose_run, requires_real_data, run_cli, tiny_o
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lab.life import RunRecord, end_distributed
 from fashion_lab.results import summary
 from fashion_lab.resume import why_finished
-from fashion_lab.train import end_distributed, tensorboard_dir, train
+from fashion_lab.train import train
 
 
 def _run_dirs(log_dir: Path) -> list[Path]:
@@ -219,7 +220,8 @@ def test_the_summary_points_tensorboard_at_the_run_wherever_it_was_written(tmp_p
         (tmp_path / "elsewhere", tmp_path / "elsewhere"),  # hydra.run.dir=<elsewhere>
     ]:
         results = {"model": "cnn", "wall_time_s": 1.0, "output_dir": str(output_dir)}
-        line = summary(results, tensorboard_dir(cfg, output_dir))
+        cfg.paths.output_dir = str(output_dir)
+        line = summary(results, RunRecord(cfg).tensorboard_dir())
         assert line.endswith(f"| tensorboard --logdir {logdir}")
 
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import compose_run, tiny_overrides, untrained_checkpoint
 from PIL import Image
 
-from fashion_lab import build, compare, evaluate, inspect, predict, train, trust
+from fashion_lab import build, compare, evaluate, inspect, plan, predict, trust
 from fashion_lab.search import outside
 from fashion_lab.trust import Untrusted
 
@@ -89,7 +89,7 @@ def test_a_checkpoint_names_nothing_that_runs_for_any_command(checkpoint, tmp_pa
     # a resume (a sweep job's too) reads the checkpoint's whole config through the same gate
     cfg = compose_run(tiny_overrides(tmp / "data", tmp / "logs"), tmp_path)
     with pytest.raises(Untrusted):
-        train.checked_config(cfg, run / "checkpoints" / "last.ckpt", finished=False)
+        plan.checked_config(cfg, plan.Start(run / "checkpoints" / "last.ckpt"))
     # compare rebuilds the network of each group from config.yaml: refused, and said
     (run / "results.json").write_text('{"status": "completed", "test_acc": 0.5, "seed": 0}')
     report = compare.compare([run], tmp_path / "compare")
@@ -104,7 +104,7 @@ def test_a_resume_refuses_a_target_in_any_group(checkpoint, tmp_path, group):
     run = hostile(tmp, saved, group, node)
     cfg = compose_run(tiny_overrides(tmp / "data", tmp / "logs"), tmp_path)
     with pytest.raises(Untrusted, match=rf"asks to build os.makedirs \({group}.evil\)"):
-        train.checked_config(cfg, run / "checkpoints" / "last.ckpt", finished=False)
+        plan.checked_config(cfg, plan.Start(run / "checkpoints" / "last.ckpt"))
     assert not (tmp_path / "made").exists()
 
 

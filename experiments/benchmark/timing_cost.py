@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 os.environ["FASHION_LAB_SPEED_CACHE"] = str(Path(tempfile.mkdtemp()) / "speed.json")
-from fashion_lab import build
+from fashion_lab import plan
 from fashion_lab.config import compose_config
 
 model = sys.argv[1]
 cfg = compose_config([f"model={model}", "trainer.accelerator=cpu"], Path(tempfile.mkdtemp()))
 start = time.perf_counter()
-run = build.settings(cfg)
+run = plan.settings(cfg)
 print(f"{model}: {time.perf_counter() - start:.1f} s; {run.speed.line(model)}")
