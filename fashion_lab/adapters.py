@@ -3,9 +3,13 @@ each pinned by tests/test_adapters.py, which fails when an upgrade changes it.""
 
 from __future__ import annotations
 
+import functools
+import signal
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 
 def count_stepped_batches(trainer: pl.Trainer, extra: int) -> None:
@@ -41,3 +45,45 @@ def optuna_trial(study: Any, number: int) -> Any:
 
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return optuna.trial.Trial(study, trial_id)
+
+
+def uncompiled_key(key: str) -> str:
+    """A state-dict key of a `torch.compile`d network as the plain network names it: the
+    compiled wrapper nests the network under `_orig_mod`."""
+    return key.replace("_orig_mod.", "")
+
+
+def cpu_bf16_flags() -> bool:
+    """Whether torch reports bf16 matrix units (AMX) or instructions (avx512_bf16) on this CPU:
+    its `torch.cpu._is_*_supported` checks, absent from some builds (then False)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def submitit_timed_out(handler: Callable[[int, Any], None]) -> bool:
+    """Whether submitit's signal handler (a bound method of its job's signal handler object)
+    takes the signal for the job's time limit rather than a preemption; it logs its reckoning."""
+    return bool(handler.__self__.has_timed_out())
+
+
+def submitit_controllers_ignore_ctrl_c() -> None:
+    """Have submitit start its local job controllers with Ctrl-C ignored (an ignored signal
+    stays ignored in the programs a process starts; the jobs they run take it back): its
+    `local.start_controller`, wrapped once, for a parallel sweep's stop (`fashion_lab.sweep`)."""
+    from submitit.local import local
+
+    start = local.start_controller
+    if getattr(start, "ignores_ctrl_c", False):
+        return
+
+    @functools.wraps(start)
+    def start_controller(*args: Any, **kwargs: Any) -> Any:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return start(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    start_controller.ignores_ctrl_c = True
+    local.start_controller = start_controller

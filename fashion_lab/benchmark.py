@@ -24,6 +24,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytorch_lightning as pl
@@ -84,7 +85,9 @@ def framework_path(
     }
 
 
-DTYPES = {"64": torch.float64, "32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
+DTYPES = MappingProxyType(
+    {"64": torch.float64, "32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
+)
 """The dtype of each of Lightning's precisions ("bf16-mixed", "64-true", ...) by its first part."""
 
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from fashion_lab import speed, trust
-from fashion_lab.adapters import locate
+from fashion_lab.adapters import locate, uncompiled_key
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule, Splits
@@ -32,6 +32,20 @@ def unexpected_option(error: BaseException | None) -> str | None:
     """The option a constructor's TypeError says it does not take ("unexpected keyword")."""
     found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
     return found[1] if isinstance(error, TypeError) and found else None
+
+
+def option_takers(target: Any) -> list[Any]:
+    """The target, and the class a builder function says it returns: that class takes the
+    options the builder's **kwargs passes on (the zoo's builders)."""
+    import inspect
+
+    if isinstance(target, type) or not callable(target):
+        return [target]
+    try:
+        built = inspect.signature(target, eval_str=True).return_annotation
+    except (NameError, TypeError, ValueError):  # an annotation that does not resolve
+        built = None
+    return [target, built] if isinstance(built, type) else [target]
 
 
 def instantiate(node: Any, key: str, **kwargs) -> Any:
@@ -50,7 +64,8 @@ def instantiate(node: Any, key: str, **kwargs) -> Any:
         # a partial's nulls are filled in when it is called (the scheduler's length)
         partial = options.get("_partial_", False)
         given = {k: v for k, v in options.items() if not (partial and v is None)}
-        check_types(target, given, key)
+        for takes_options in option_takers(target):
+            check_types(takes_options, given, key)
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -109,7 +124,14 @@ def network(model: Mapping[str, Any]) -> nn.Module:
     model = dict(model)
     if "_target_" not in model and "name" in model:  # a checkpoint of fashion_lab 0.1
         model.pop("channels_last", None), model.pop("compile", None)
-        return create_model(**model)
+        try:
+            return create_model(**model)
+        except (KeyError, TypeError, ValueError) as e:
+            why = str(e).strip("'\"")
+            raise UserError(
+                f"Cannot build the model {model['name']!r} ({why}); "
+                f"{settings_to_change('model', options=model, texts=(why,))}."
+            ) from None
     built = instantiate(model, "model")
     if not isinstance(built, nn.Module):
         raise UserError(
@@ -244,7 +266,7 @@ def restore_network(
     cfg = OmegaConf.create(config)
     net = network(config["model"])
     state = {
-        key.removeprefix("net.").replace("_orig_mod.", ""): value
+        uncompiled_key(key.removeprefix("net.")): value
         for key, value in checkpoint["state_dict"].items()
         if key.startswith("net.")
     }

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlparse
 
 import pytorch_lightning as pl
@@ -52,13 +53,15 @@ MIRRORS = (
 
 # MD5 of the *uncompressed* IDX bytes: the official archives and Debian's recompressed copies
 # differ as .gz files but hold identical content, so both pass.
-FILES = {
-    "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-    "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
-    "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
-    "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
-}
-SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+FILES = MappingProxyType(
+    {
+        "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+    }
+)
+SPLIT_PREFIX = MappingProxyType({"train": "train", "test": "t10k"})
 INSTALL_HINT = "apt-get install dataset-fashion-mnist"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 GZIP_MAGIC = b"\x1f\x8b"

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fashion_lab import adapters
 from fashion_lab.errors import UserError
 
 NO_GPU = (
@@ -17,16 +18,13 @@ NO_GPU = (
 
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has bf16 matrix units (AMX) or instructions (avx512_bf16)."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return adapters.cpu_bf16_flags()
 
 
 def fastest_precision(accelerator: str) -> str:
     """The precision a null `trainer.precision` gets where it cannot be measured (several
     processes): bf16 autocast where the device has bf16 hardware, else full precision. The
-    flags are only a guess: a CPU with avx512_bf16 ran bf16 1.4x slower than fp32
-    (fashion_lab.speed measures instead)."""
+    flags are only a guess, which fashion_lab.speed replaces by a measurement where it can."""
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"

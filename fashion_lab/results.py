@@ -8,6 +8,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,41 +28,43 @@ UNHEALTHY = ("diverged", "at_chance")
 NUMBER, INTEGER, TEXT = "a finite number", "an integer", "a string"
 _OPTIONAL = object()
 
-RECORD: dict[str, tuple[str, ...]] = {
-    # key: the kinds its value may be ("null" allows None); status is the one key required
-    "status": ("status",),
-    "model": (TEXT, "null"),
-    "seed": (INTEGER, "null"),
-    "overrides": ("list of strings",),
-    "output_dir": (TEXT,),
-    "error": (TEXT, "null"),
-    "error_type": (TEXT, "null"),
-    "signal": (TEXT, "null"),
-    "resumes": ("list of objects",),
-    "speed": ("object", "null"),
-    "parameters": (INTEGER, "null"),
-    "device": (TEXT, "null"),
-    "precision": (TEXT, "null"),
-    "batch_size": (INTEGER, "null"),
-    "steps_per_call": (INTEGER, "null"),
-    "epochs": (INTEGER, "null"),
-    "stopped_early_at_epoch": (INTEGER, "null"),
-    "best_checkpoint": (TEXT, "null"),
-    "best_epoch": (INTEGER, "null"),
-    "test_images": (INTEGER, "null"),
-    "test_split_images": (INTEGER, "null"),
-    "val_acc": (NUMBER, "null"),
-    "val_acc_best": (NUMBER, "null"),
-    "val_loss": (NUMBER, "null"),
-    "test_acc": (NUMBER, "null"),
-    "test_loss": (NUMBER, "null"),
-    "test_acc_per_class": ("object of numbers",),
-    "finished_at": (NUMBER, "null"),
-    "wall_time_s": (NUMBER, "null"),
-    "train_time_s": (NUMBER, "null"),
-    "train_images_per_s": (NUMBER, "null"),
-    "history": ("list of epochs",),
-}
+RECORD: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        # key: the kinds its value may be ("null" allows None); status is the one key required
+        "status": ("status",),
+        "model": (TEXT, "null"),
+        "seed": (INTEGER, "null"),
+        "overrides": ("list of strings",),
+        "output_dir": (TEXT,),
+        "error": (TEXT, "null"),
+        "error_type": (TEXT, "null"),
+        "signal": (TEXT, "null"),
+        "resumes": ("list of objects",),
+        "speed": ("object", "null"),
+        "parameters": (INTEGER, "null"),
+        "device": (TEXT, "null"),
+        "precision": (TEXT, "null"),
+        "batch_size": (INTEGER, "null"),
+        "steps_per_call": (INTEGER, "null"),
+        "epochs": (INTEGER, "null"),
+        "stopped_early_at_epoch": (INTEGER, "null"),
+        "best_checkpoint": (TEXT, "null"),
+        "best_epoch": (INTEGER, "null"),
+        "test_images": (INTEGER, "null"),
+        "test_split_images": (INTEGER, "null"),
+        "val_acc": (NUMBER, "null"),
+        "val_acc_best": (NUMBER, "null"),
+        "val_loss": (NUMBER, "null"),
+        "test_acc": (NUMBER, "null"),
+        "test_loss": (NUMBER, "null"),
+        "test_acc_per_class": ("object of numbers",),
+        "finished_at": (NUMBER, "null"),
+        "wall_time_s": (NUMBER, "null"),
+        "train_time_s": (NUMBER, "null"),
+        "train_images_per_s": (NUMBER, "null"),
+        "history": ("list of epochs",),
+    }
+)
 """results.json's description: what the run writes, and what compare and a resume accept.
 Figures are finite or null: a non-finite one is written as null (the error says what went
 wrong). Keys it does not name are left to their readers."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,14 +27,16 @@ NOT_SET = object()
 RUN_KEYS = ("ckpt_path", "train", "test", "paths", "trust")
 """Keys a resume takes from the new command's config, whatever the checkpoint says."""
 
-FIXED = {
-    "optimizer": "its optimizer's state, the learning rate included, is restored as it was",
-    "scheduler": "its learning-rate schedule is restored as it was",
-    "seed": "its random streams are drawn from the seed it started with",
-    "data.shuffle_seed": "its random streams are drawn from the seed it started with",
-    "data.val_size": "its validation split must stay the one its figures were measured on",
-    "data.split_seed": "its validation split must stay the one its figures were measured on",
-}
+FIXED = MappingProxyType(
+    {
+        "optimizer": "its optimizer's state, the learning rate included, is restored as it was",
+        "scheduler": "its learning-rate schedule is restored as it was",
+        "seed": "its random streams are drawn from the seed it started with",
+        "data.shuffle_seed": "its random streams are drawn from the seed it started with",
+        "data.val_size": "its validation split must stay the one its figures were measured on",
+        "data.split_seed": "its validation split must stay the one its figures were measured on",
+    }
+)
 """Settings (and groups) a resume cannot change, and why: the checkpoint's state holds them."""
 
 

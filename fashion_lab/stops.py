@@ -11,25 +11,31 @@ and requeues the job) runs once the run has recorded where it stopped (`requeue`
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+
+from fashion_lab import adapters
 
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGXCPU)
 
-MEANING = {
-    "SIGINT": "Ctrl-C",
-    "SIGTERM": "a scheduler's time limit or preemption, scancel, or kill",
-    "SIGUSR1": "a scheduler's warning of a time limit or preemption",
-    "SIGUSR2": "a scheduler's warning of a time limit or preemption",
-    "SIGHUP": "the terminal closed",
-    "SIGXCPU": "the CPU time limit",
-}
+MEANING = MappingProxyType(
+    {
+        "SIGINT": "Ctrl-C",
+        "SIGTERM": "a scheduler's time limit or preemption, scancel, or kill",
+        "SIGUSR1": "a scheduler's warning of a time limit or preemption",
+        "SIGUSR2": "a scheduler's warning of a time limit or preemption",
+        "SIGHUP": "the terminal closed",
+        "SIGXCPU": "the CPU time limit",
+    }
+)
 
 
 class Stopped(KeyboardInterrupt):
@@ -50,13 +56,12 @@ class Stopped(KeyboardInterrupt):
         owner = getattr(self.previous, "__self__", None)
         return self.previous if type(owner).__module__.startswith("submitit") else None
 
+    @functools.cached_property
     def timed_out(self) -> bool | None:
         """Whether submitit takes this signal for its job's time limit (else a preemption);
-        None outside a submitit job."""
+        None outside a submitit job. Asked once: submitit logs its reckoning."""
         handler = self.submitit_handler()
-        if handler is not None and not hasattr(self, "_timed_out"):
-            self._timed_out = bool(handler.__self__.has_timed_out())  # it logs its reckoning
-        return getattr(self, "_timed_out", None)
+        return None if handler is None else adapters.submitit_timed_out(handler)
 
 
 def name(stop: BaseException | None) -> str:
@@ -73,7 +78,7 @@ def reason(stop: BaseException | None) -> str:
     if not isinstance(stop, Stopped):
         return "stopped by the user (Ctrl-C)"
     why = MEANING[stop.name]
-    timed_out = stop.timed_out()
+    timed_out = stop.timed_out
     if timed_out is not None:
         why = "submitit: the job's time limit is near" if timed_out else "submitit: preempted"
     return f"stopped by {stop.name} ({why})"

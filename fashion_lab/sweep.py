@@ -17,7 +17,6 @@ on to the workers as SIGTERM (submitit's local controllers pass SIGTERM on to th
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from fashion_lab import stops
+from fashion_lab import adapters, stops
 
 STOP_FILE = ".interrupted"
 """Written in a sweep directory when its sweep is stopped: jobs that have not started skip."""
@@ -105,27 +104,6 @@ def _submitit_local(config: DictConfig) -> bool:
     return str(config.hydra.launcher.get("_target_")).endswith("submitit_launcher.LocalLauncher")
 
 
-def _controllers_ignore_ctrl_c() -> None:
-    """Have submitit start its local job controllers with Ctrl-C ignored (an ignored signal
-    stays ignored in the programs a process starts); the jobs they run take it back (`run`)."""
-    from submitit.local import local
-
-    start = local.start_controller
-    if getattr(start, "ignores_ctrl_c", False):
-        return
-
-    @functools.wraps(start)
-    def start_controller(*args: Any, **kwargs: Any) -> Any:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            return start(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    start_controller.ignores_ctrl_c = True
-    local.start_controller = start_controller
-
-
 def stop_sweep(directory: str | Path) -> None:
     """Have the jobs of the sweep in `directory` that have not started yet not start."""
     (Path(directory) / STOP_FILE).touch()
@@ -168,7 +146,7 @@ class SweepReport(Callback):
             for s in (signal.SIGINT, *stops.STOP_SIGNALS):
                 self.previous_handlers[s] = signal.signal(s, self._stop)
             if _submitit_local(config):
-                _controllers_ignore_ctrl_c()
+                adapters.submitit_controllers_ignore_ctrl_c()
 
     def _stop(self, signum: int, frame: Any) -> None:
         """The first Ctrl-C (the workers have it too) or stop signal of a parallel sweep."""

@@ -63,3 +63,42 @@ def test_a_trial_asked_in_one_process_is_live_in_another_by_its_number(tmp_path)
     assert optuna.load_study(study_name="s", storage=storage).trials[1].intermediate_values == {
         0: 0.5
     }
+
+
+def test_the_cpu_flags_are_torchs_own_checks():
+    flags = [
+        getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    ]
+    assert all(callable(f) for f in flags), "torch renamed its CPU checks: cpu_bf16_flags is False"
+    assert adapters.cpu_bf16_flags() == any(bool(f()) for f in flags)
+
+
+def test_a_compiled_networks_keys_are_the_plain_ones():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    compiled = torch.compile(net)
+    keys = {adapters.uncompiled_key(k) for k in compiled.state_dict()}
+    assert keys == set(net.state_dict())
+
+
+def test_submitits_signal_handler_says_whether_the_job_timed_out(monkeypatch):
+    from submitit.core.job_environment import SignalHandler
+
+    assert callable(SignalHandler.has_timed_out)
+    handler = SignalHandler.__new__(SignalHandler)
+    monkeypatch.setattr(SignalHandler, "has_timed_out", lambda self: True)
+    assert adapters.submitit_timed_out(handler.checkpoint_and_try_requeue) is True
+
+
+def test_submitits_local_controllers_start_with_ctrl_c_ignored(monkeypatch):
+    import signal
+
+    from submitit.local import local
+
+    seen = []
+    monkeypatch.setattr(
+        local, "start_controller", lambda *a, **k: seen.append(signal.getsignal(signal.SIGINT))
+    )
+    adapters.submitit_controllers_ignore_ctrl_c()
+    adapters.submitit_controllers_ignore_ctrl_c()  # once: not wrapped twice
+    local.start_controller()
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN

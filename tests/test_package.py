@@ -61,19 +61,95 @@ def test_importing_the_task_installs_no_warning_filter_or_log_filter():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def private_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of each private internal a module's code reaches: `x._name` (not on self or
+    cls), `getattr(x, "_name")`, an import from a private module, and an attribute set on an
+    imported module (a library patched)."""
+    imported = {
+        (a.asname or a.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for a in node.names
+    }
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append((node.lineno, f".{node.attr}"))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ATTRIBUTE_CALLS:
+            for name in node.args[1:2]:
+                text = str(getattr(name, "value", ""))
+                if text.startswith("_") and not text.startswith("__"):
+                    found.append((node.lineno, f"{node.func.id}(..., {name.value!r})"))
+        if isinstance(node, ast.ImportFrom) and node.module and "._" in node.module:
+            found.append((node.lineno, f"from {node.module}"))
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                module = getattr(getattr(target, "value", None), "id", None)
+                if isinstance(target, ast.Attribute) and module in imported - STDLIB:
+                    found.append((node.lineno, f"{module}.{target.attr} ="))
+    return sorted(found)
+
+
+ATTRIBUTE_CALLS = ("getattr", "hasattr", "setattr")
+STDLIB = sys.stdlib_module_names  # its settable hooks (threading.excepthook) are public
+
+
+def test_the_private_use_finder_finds_each_kind():
+    code = (
+        "import torch\nfrom submitit.local import local\nfrom hydra._internal import x\n"
+        "a = torch.cpu._is_amx_tile_supported\nb = getattr(torch.cpu, '_is_avx512')\n"
+        "local.start_controller = None\nself._mine = 1\n"
+    )
+    assert [line for line, _ in private_uses(ast.parse(code))] == [3, 4, 5, 6]
+
+
 def test_private_internals_of_other_libraries_are_used_only_in_the_adapter():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "adapters.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr.startswith("_")
-                and not node.attr.startswith("__")
-                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
-            ):
-                offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
-            if isinstance(node, ast.ImportFrom) and node.module and "._" in node.module:
-                offenders.append(f"{path.name}:{node.lineno} from {node.module}")
+        for line, what in private_uses(ast.parse(path.read_text())):
+            offenders.append(f"{path.relative_to(PACKAGE)}:{line} {what}")
     assert offenders == []
+
+
+def test_the_networks_know_nothing_of_the_config():
+    """models/ raises plain errors in the networks' terms; build.py adds the config key."""
+    for path in (PACKAGE / "models").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fashion_lab"):
+                assert node.module.startswith("fashion_lab.models"), f"{path.name}: {node.module}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert "model." not in node.value and "conf/" not in node.value, path.name
+            if isinstance(node, ast.Name):
+                assert node.id != "UserError", f"{path.name}:{node.lineno}"
+
+
+REGISTRIES = {"fashion_lab.models.registry": {"_MODELS"}}
+"""Module-level containers filled once, at import, by a decorator (timm's registry pattern)."""
+
+
+def test_no_module_holds_state_that_changes_while_it_runs():
+    """No `global` statement, and no module-level list, dict or set (constants are tuples or
+    frozen); the run's state lives in objects (`life.RunRecord`, a lock, a sweep's report)."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        allowed = REGISTRIES.get(_module_name(path), set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Global):
+                found.append(f"{path.name}:{node.lineno} global {', '.join(node.names)}")
+        for node in tree.body:
+            value = getattr(node, "value", None)
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            names = {getattr(t, "id", None) for t in targets}
+            mutable = isinstance(value, ast.List | ast.Dict | ast.Set | ast.ListComp | ast.DictComp)
+            if mutable and not names <= allowed:
+                found.append(f"{path.name}:{node.lineno} {', '.join(map(str, names))}")
+    assert found == []

@@ -339,7 +339,7 @@ def test_bad_input_on_the_command_line(args, sentence, tiny_data, tmp_path):
 
 
 IN_PROCESS_ERRORS = [
-    (["model=dilated_v2", "model.dilations=[]"], "model.dilations must be a non-empty list"),
+    (["model=dilated_v2", "model.dilations=[]"], r"non-empty list of positive integers \(or a"),
     (["model=dilated_v2", "model.dilations=[0,1]"], "positive integers"),
     (["model=dilated_v2", "model.dilations=[-2]"], "positive integers"),
     (["model=dilated_v2", "model.dilations=[1.5]"], "positive integers"),

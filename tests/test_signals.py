@@ -67,7 +67,7 @@ def test_the_record_and_the_last_line_name_the_signal():
         "Stopped by SIGTERM (a scheduler's time limit or preemption, scancel, or kill)"
     )
     assert stops.exit_code(stops.Stopped(signal.SIGUSR2)) == 140
-    assert term.submitit_handler() is None and term.timed_out() is None
+    assert term.submitit_handler() is None and term.timed_out is None
 
 
 @pytest.mark.parametrize(

@@ -5,4 +5,4 @@ from fashion_lab.models.registry import create_model, list_models, register_mode
 # Importing the definitions fills the registry.
 from fashion_lab.models import cnn, dilated, resnet  # noqa: F401  isort: skip
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ("create_model", "list_models", "register_model")

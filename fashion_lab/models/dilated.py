@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fashion_lab.errors import UserError
 from fashion_lab.models.registry import check_positive, register_model
 
 KERNEL = 3
@@ -22,11 +21,11 @@ def check_span(dilation: int, size: int, stage: int, advice: str) -> None:
     """Reject a dilation whose kernel spans more than the `size`x`size` map of `stage`.
 
     Raises:
-        UserError: one sentence ending with `advice`.
+        ValueError: one sentence ending with `advice`.
     """
     if kernel_span(dilation) > size:
-        raise UserError(
-            f"Dilation {dilation} makes the 3x3 kernel span {kernel_span(dilation)} pixels, "
+        raise ValueError(
+            f"dilation {dilation} makes the 3x3 kernel span {kernel_span(dilation)} pixels, "
             f"more than the {size}x{size} feature map of stage {stage}; {advice}."
         )
 
@@ -45,14 +44,14 @@ def as_stages(dilations: Sequence[int] | Sequence[Sequence[int]]) -> list[list[i
     """Normalize a schedule: a flat list is one stage, a list of lists is several.
 
     Raises:
-        UserError: the schedule is empty or holds anything but positive integers.
+        ValueError: the schedule is empty or holds anything but positive integers.
     """
     stages = [list(s) for s in dilations] if dilations and _is_list(dilations[0]) else [dilations]
     for stage in stages:
         if not stage or not all(_is_positive_int(d) for d in stage):
-            raise UserError(
-                f"model.dilations must be a non-empty list of positive integers (or a list of such "
-                f"lists, one per stage), got {list(dilations)!r}; e.g. model.dilations=[1,2,4,8]."
+            raise ValueError(
+                f"dilations must be a non-empty list of positive integers (or a list of such "
+                f"lists, one per stage), got {list(dilations)!r}; e.g. [1, 2, 4, 8]"
             )
     return [list(stage) for stage in stages]
 
@@ -97,7 +96,7 @@ class DilatedNet(nn.Module):
         input_size: input height and width, used to reject dilations too large for a stage.
 
     Raises:
-        UserError: a dilation's kernel span exceeds the feature map it runs on.
+        ValueError: a dilation's kernel span exceeds the feature map it runs on.
     """
 
     def __init__(
@@ -138,7 +137,7 @@ class DilatedNet(nn.Module):
 
 @register_model
 def dilated(*, dilations: Sequence[int] | Sequence[Sequence[int]], **kwargs) -> DilatedNet:
-    """A dilated CNN with any schedule (`model.dilations`)."""
+    """A dilated CNN with any schedule (its `dilations`)."""
     return DilatedNet(dilations=dilations, **kwargs)
 
 

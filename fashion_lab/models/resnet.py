@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fashion_lab.errors import UserError
 from fashion_lab.models.dilated import check_span, classifier_head
 from fashion_lab.models.registry import check_positive, register_model
 
@@ -49,7 +48,7 @@ class ResNet(nn.Module):
         input_size: input height and width, used to reject dilations too large for a stage.
 
     Raises:
-        UserError: the depth is not 6n + 2, or the option list is not two booleans.
+        ValueError: the depth is not 6n + 2, or the option list is not two booleans.
     """
 
     def __init__(
@@ -64,23 +63,7 @@ class ResNet(nn.Module):
         input_size: int = 28,
     ) -> None:
         super().__init__()
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise UserError(
-                f"model.depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110), got "
-                f"{depth!r}; e.g. model.depth=20."
-            )
-        check_positive("width", width)
-        replace = replace_stride_with_dilation
-        if (
-            isinstance(replace, str)
-            or len(replace) != 2
-            or not all(isinstance(r, bool) for r in replace)
-        ):
-            raise UserError(
-                "model.replace_stride_with_dilation must be two booleans, one for each of "
-                f"stages 2 and 3, got {replace!r}; e.g. [false,true]."
-            )
-        replace = list(replace)
+        replace = check_options(depth, width, replace_stride_with_dilation)
         blocks = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
@@ -122,5 +105,29 @@ class ResNet(nn.Module):
 
 @register_model
 def resnet(**kwargs) -> ResNet:
-    """ResNet-20-style reference (`model.depth`, `model.width`, dilation instead of strides)."""
+    """ResNet-20-style reference (its depth and width, dilation instead of strides)."""
     return ResNet(**kwargs)
+
+
+def check_options(depth: object, width: object, replace: object) -> list[bool]:
+    """ResNet's options checked before any layer is made; `replace` as a list.
+
+    Raises:
+        ValueError: the depth is not 6n + 2, the width not positive, or `replace` not two
+            booleans.
+    """
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110), got {depth!r}; e.g. 20"
+        )
+    check_positive("width", width)
+    if (
+        isinstance(replace, str)
+        or len(replace) != 2
+        or not all(isinstance(r, bool) for r in replace)
+    ):
+        raise ValueError(
+            "replace_stride_with_dilation must be two booleans, one for each of stages 2 and 3, "
+            f"got {replace!r}; e.g. [False, True]"
+        )
+    return list(replace)
