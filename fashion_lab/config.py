@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,48 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def read_command_line(args: Sequence[str], own: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """`key=value` arguments read by Hydra's override grammar, as the training command's are:
+    the values of the command's `own` keys (ckpt_path=, images=, trust=), and the others as
+    typed, config overrides for `compose_stored`.
+
+    Raises:
+        UserError: an argument the grammar cannot read.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(args))
+    except HydraException as e:
+        raise UserError(
+            f"Arguments are key=value overrides ({one_sentence(e)}); e.g. ckpt_path=last."
+        ) from None
+    values = {o.key_or_group: o.value() for o in parsed if o.key_or_group in own}
+    return values, [o.input_line for o in parsed if o.key_or_group not in own]
+
+
+def compose_stored(stored: Mapping[str, Any], overrides: Sequence[str]) -> DictConfig:
+    """A stored run config (a checkpoint's) with `overrides` applied by Hydra's compose API, as
+    training applies them to conf/: an unknown key is refused, `+key=value` adds one.
+
+    Raises:
+        UserError: overrides Hydra cannot apply, in its words.
+    """
+    from hydra import compose, initialize_config_dir
+
+    if not overrides:
+        cfg = OmegaConf.create(dict(stored))
+        OmegaConf.set_struct(cfg, True)  # an unknown key is a typo, not a new option
+        return cfg
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "stored.yaml").write_text(OmegaConf.to_yaml(dict(stored)))
+        try:
+            with initialize_config_dir(config_dir=tmp, version_base="1.3"):
+                return compose("stored", overrides=list(overrides))
+        except (*COMPOSE_ERRORS, ValueError) as e:
+            raise UserError(f"{one_sentence(e)}; the run's keys are in its config.yaml.") from None
 
 
 def config_tree(cfg: DictConfig):

@@ -23,9 +23,9 @@ from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
 from fashion_lab.inference import load_trained, parse_args
 
 
-def evaluate(ckpt_path: str, overrides: list[str] = ()) -> dict:
+def evaluate(ckpt_path: str, overrides: list[str] = (), trusted: list[str] = ()) -> dict:
     """Score the checkpoint on the test set; write and return its metrics."""
-    trained = load_trained(ckpt_path, overrides)
+    trained = load_trained(ckpt_path, overrides, trusted)
     out = trained.run_dir / "evaluation"
     check_writable(
         out, "", "copy the run directory to a place you can write to and evaluate it there"
@@ -78,10 +78,10 @@ def table(metrics: dict) -> str:
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ckpt, overrides = parse_args(
+    args = parse_args(
         sys.argv[1:] if argv is None else argv, "python -m fashion_lab.evaluate", __doc__
     )
-    metrics = evaluate(ckpt, overrides)
+    metrics = evaluate(args.ckpt_path, args.overrides, args.trusted)
     print(
         f"{metrics['model']} from {metrics['checkpoint']}: {metrics['test_images']:,} test images"
     )

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError
 from torch import nn
 
 from fashion_lab import trust
 from fashion_lab.build import restore_network
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
-from fashion_lab.config import REPO_ROOT
+from fashion_lab.checkpoints import BEST, resolve_checkpoint
+from fashion_lab.config import REPO_ROOT, compose_stored, read_command_line
 from fashion_lab.data import CLASS_NAMES, FashionMNISTDataModule
 from fashion_lab.errors import UserError
 
@@ -47,9 +48,10 @@ class Trained:
         return torch.cat(out) if out else torch.empty(0, len(CLASS_NAMES))
 
 
-def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
-    """Split `ckpt_path=...` from the other `key=value` overrides (`trust=` among them, see
-    `trusted`); `--help` prints `doc`.
+def parse_args(args: list[str], prog: str, doc: str, own: tuple[str, ...] = ()) -> Arguments:
+    """The command's arguments, read as training reads its command line (Hydra's grammar):
+    `ckpt_path=`, `trust=[...]` and the command's `own` keys, the rest config overrides;
+    `--help` prints `doc`.
 
     Raises:
         UserError: no ckpt_path, or an argument that is not key=value.
@@ -58,56 +60,38 @@ def parse_args(args: list[str], prog: str, doc: str) -> tuple[str, list[str]]:
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("overrides", nargs="*", help="ckpt_path=... and key=value overrides")
-    args = parser.parse_args(args).overrides
-    bad = [a for a in args if "=" not in a]
-    if bad:
-        raise UserError(f"Arguments are key=value overrides, got {bad[0]!r}; e.g. ckpt_path=last.")
-    ckpt = [unquote(a.split("=", 1)[1]) for a in args if a.startswith("ckpt_path=")]
-    if not ckpt or not ckpt[-1]:
+    given = parser.parse_args(args).overrides
+    values, overrides = read_command_line(given, ("ckpt_path", "trust", *own))
+    ckpt = values.pop("ckpt_path", None)
+    if not isinstance(ckpt, str) or not ckpt:
         raise UserError(
-            "Name the checkpoint: ckpt_path=<.ckpt file or run directory> (or ckpt_path=last)."
+            "Name the checkpoint: ckpt_path=<.ckpt file or run directory> (or ckpt_path=last); "
+            "quote a path that holds = or , (ckpt_path='...')."
         )
-    return ckpt[-1], [a for a in args if not a.startswith("ckpt_path=")]
+    names = trust.trusted_names(values.pop("trust", []))
+    return Arguments(ckpt, names, overrides, values)
 
 
-def trusted(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """The names `trust=[a.B, c.D]` lists (Hydra's syntax), and the other overrides.
+@dataclass(frozen=True)
+class Arguments:
+    """A checkpoint command's arguments: the checkpoint, the targets trusted (`trust=[...]`),
+    config overrides, and the command's own values (predict's `images=`)."""
 
-    Raises:
-        UserError: a `trust` value that is not a name or a list of names.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    names: list[str] = []
-    for override in (o for o in overrides if o.startswith("trust=")):
-        try:
-            value = OverridesParser.create().parse_override(override).value()
-        except HydraException as e:
-            raise UserError(
-                f"{override} is not a list of names ({e}); e.g. trust=[mypkg.Net]."
-            ) from None
-        names += trust.trusted_names(value)
-    return names, [o for o in overrides if not o.startswith("trust=")]
+    ckpt_path: str
+    trusted: list[str]
+    overrides: list[str]
+    own: dict[str, Any]
 
 
-def load_trained(ckpt_path: str, overrides: list[str] = ()) -> Trained:
-    """The best checkpoint of a run (or the named file), its config with `overrides` merged in
-    (e.g. data.root=...; `trust=` for the targets it may build), and the normalization it was
-    trained with."""
-    names, overrides = trusted(list(overrides))
+def load_trained(
+    ckpt_path: str, overrides: Sequence[str] = (), trusted: Sequence[str] = ()
+) -> Trained:
+    """The best checkpoint of a run (or the named file), its config with `overrides` applied
+    (e.g. data.root=...), the targets in `trusted` allowed to build, and the normalization it
+    was trained with."""
     path = resolve_checkpoint(ckpt_path, REPO_ROOT / "outputs", prefer=BEST)
-    net, cfg, checkpoint = restore_network(path, names)
-    OmegaConf.set_struct(cfg, True)  # an unknown key is a typo, not a new option
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except ConfigKeyError as e:
-        raise UserError(
-            f"Unknown config key {e.full_key}; the run's keys are in its config.yaml, e.g. "
-            "data.root=/data."
-        ) from None
-    except Exception as e:
-        raise UserError(f"Invalid override ({e}); write key=value, e.g. data.root=/data.") from None
+    net, cfg, checkpoint = restore_network(path, trusted)
+    cfg = compose_stored(OmegaConf.to_container(cfg), overrides)
     state = checkpoint.get(FashionMNISTDataModule.__qualname__) or {}
     if state.get("mean") is None:
         raise UserError(

@@ -27,12 +27,17 @@ import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from fashion_lab import build, receptive
-from fashion_lab.checkpoints import BEST, resolve_checkpoint, unquote
+from fashion_lab import build, receptive, trust
+from fashion_lab.checkpoints import BEST, resolve_checkpoint
 from fashion_lab.cli import command
-from fashion_lab.config import REPO_ROOT, check_writable, compose_config, model_name
+from fashion_lab.config import (
+    REPO_ROOT,
+    check_writable,
+    compose_config,
+    model_name,
+    read_command_line,
+)
 from fashion_lab.errors import UserError
-from fashion_lab.inference import trusted
 
 
 def format_table(rows: list[receptive.Layer], params: int) -> str:
@@ -107,11 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model=dilated_v2")
     args = parser.parse_intermixed_args(argv)
-    overrides = [o for o in args.overrides if not o.startswith("ckpt_path=")]
-    names, _ = trusted(overrides)
-    ckpt = next(
-        (unquote(o.split("=", 1)[1]) for o in args.overrides if o.startswith("ckpt_path=")), None
-    )
+    own, overrides = read_command_line(args.overrides, ("ckpt_path", "trust"))
+    ckpt, names = own.get("ckpt_path"), trust.trusted_names(own.get("trust"))
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}; e.g. --images 256.")
     with tempfile.TemporaryDirectory() as tmp:

@@ -197,28 +197,29 @@ def classify(trained: Trained, files: list[Path], top: int = 3) -> Iterator[dict
         yield from results
 
 
-def predict(ckpt_path: str, patterns: str, top: int = 3, overrides: list[str] = ()) -> list[dict]:
+def predict(ckpt_path: str, patterns: str, top: int = 3, trusted: list[str] = ()) -> list[dict]:
     """The `top` classes and probabilities of each readable file; unreadable ones are reported.
-    `overrides`: `trust=[...]` for the checkpoint's targets (`inference.load_trained`)."""
+    `trusted`: the targets of the checkpoint's config the user trusts (`trust=[...]`)."""
     files = expand(patterns)
-    return list(classify(load_trained(ckpt_path, overrides), files, top))
+    return list(classify(load_trained(ckpt_path, trusted=trusted), files, top))
 
 
 @command
 def main(argv: list[str] | None = None) -> None:
-    ckpt, overrides = parse_args(
-        sys.argv[1:] if argv is None else argv, "python -m fashion_lab.predict", __doc__
+    args = parse_args(
+        sys.argv[1:] if argv is None else argv,
+        "python -m fashion_lab.predict",
+        __doc__,
+        ("images",),
     )
-    patterns = [o.split("=", 1)[1] for o in overrides if o.startswith("images=")]
-    unknown = [o for o in overrides if not o.startswith(("images=", "trust="))]
-    if unknown:
-        raise UserError(f"predict takes ckpt_path=, images= and trust=, not {unknown[0]!r}.")
-    if not patterns:
+    if args.overrides:
+        raise UserError(f"predict takes ckpt_path=, images= and trust=, not {args.overrides[0]!r}.")
+    patterns = args.own.get("images")
+    if not isinstance(patterns, str) or not patterns:
         raise UserError("Name the images to classify: images='photos/*.png'.")
-    trusting = [o for o in overrides if o.startswith("trust=")]
-    files = expand(patterns[-1])
+    files = expand(patterns)
     readable = 0
-    for r in classify(load_trained(ckpt, trusting), files):
+    for r in classify(load_trained(args.ckpt_path, trusted=args.trusted), files):
         if "skipped" in r:
             print(f"{r['file']}: skipped ({r['skipped']})", file=sys.stderr)
         else:

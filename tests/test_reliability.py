@@ -540,4 +540,4 @@ def test_a_sweep_directory_as_ckpt_path_names_a_run_to_pick_quoted_for_hydra(tmp
     assert str(error.value).endswith(f"""e.g. ckpt_path="'{first}'".""")
     # unquoted, Hydra stops at the first = with "mismatched input"
     assert compose_run([f"ckpt_path='{first}'"], tmp_path).ckpt_path == str(first)
-    assert parse_args([f"ckpt_path='{first}'"], "evaluate", "")[0] == str(first)
+    assert parse_args([f"ckpt_path='{first}'"], "evaluate", "").ckpt_path == str(first)
