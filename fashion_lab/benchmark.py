@@ -260,8 +260,7 @@ def prepare(
     return cfg, plan.settings(cfg), datamodule
 
 
-@command
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fashion_lab.benchmark", description=__doc__.splitlines()[0]
     )
@@ -285,30 +284,40 @@ def main(argv: list[str] | None = None) -> None:
         "median pair's (on a noisy machine one pair's ratio can be off by 10%%)",
     )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
-    args = parser.parse_args(argv)
-    if args.keras_python:
-        check_keras_python(args.keras_python)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, run, datamodule = prepare(args.epochs, args.overrides, tmp)
-        profiler = cProfile.Profile() if args.profile else None
-        pairs, framework_rss = [], 0.0
-        for repeat in range(args.repeats):
-            pair: dict[str, dict[str, Any]] = {}
-            # ABBA order: a machine that drifts slower or faster favours neither path
-            for path in ("framework", "hand_loop")[:: -1 if repeat % 2 else 1]:
-                # the last run's objects (Lightning's hold cycles) freed now, not by a
-                # collection during the next measurement
-                gc.collect()
-                if path == "framework":
-                    cfg.paths.output_dir = str(Path(tmp) / f"run{repeat}")
-                    with profiler if profiler and repeat == 0 else nullcontext():
-                        pair[path] = framework_path(cfg, run)
-                    framework_rss = framework_rss or peak_rss_mb()
-                else:
-                    pair[path] = hand_loop(cfg, run, datamodule, args.epochs)
-            pairs.append(pair)
-        if profiler:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+    return parser.parse_args(argv)
+
+
+def pairs_of_runs(
+    cfg: DictConfig, run: build.Settings, datamodule: FashionMNISTDataModule, args, tmp: str
+) -> tuple[list[dict[str, dict[str, Any]]], float]:
+    """`args.repeats` pairs (framework, hand loop), alternating which goes first; and the
+    framework's peak memory."""
+    profiler = cProfile.Profile() if args.profile else None
+    pairs, framework_rss = [], 0.0
+    for repeat in range(args.repeats):
+        pair: dict[str, dict[str, Any]] = {}
+        # ABBA order: a machine that drifts slower or faster favours neither path
+        for path in ("framework", "hand_loop")[:: -1 if repeat % 2 else 1]:
+            # the last run's objects (Lightning's hold cycles) freed now, not by a
+            # collection during the next measurement
+            gc.collect()
+            if path == "framework":
+                cfg.paths.output_dir = str(Path(tmp) / f"run{repeat}")
+                with profiler if profiler and repeat == 0 else nullcontext():
+                    pair[path] = framework_path(cfg, run)
+                framework_rss = framework_rss or peak_rss_mb()
+            else:
+                pair[path] = hand_loop(cfg, run, datamodule, args.epochs)
+        pairs.append(pair)
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+    return pairs, framework_rss
+
+
+def report_of(
+    cfg: DictConfig, run: build.Settings, pairs: list[dict], framework_rss: float, epochs: int
+) -> dict[str, Any]:
+    """The median pair's figures (by the framework / hand loop ratio), and each pair's."""
     ratios = [p["framework"]["images_per_s"] / p["hand_loop"]["images_per_s"] for p in pairs]
     median = pairs[ratios.index(statistics.median_low(ratios))]
     report: dict[str, Any] = {
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         "precision": run.trainer["precision"],
         "channels_last": run.channels_last,
         "speed": run.speed.record() if run.speed else None,
-        "epochs": args.epochs,
+        "epochs": epochs,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "framework": median["framework"],
@@ -327,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         "peak_rss_mb": {"framework": round(framework_rss), "process": round(peak_rss_mb())},
         "date": time.strftime("%Y-%m-%d"),
     }
-    if args.repeats > 1:
+    if len(pairs) > 1:
         report["repeats"] = [
             {
                 "framework": p["framework"]["images_per_s"],
@@ -336,11 +345,23 @@ def main(argv: list[str] | None = None) -> None:
             }
             for p, r in zip(pairs, ratios, strict=True)
         ]
-    framework = median["framework"]
     if torch.cuda.is_available():
         report["gpu"] = torch.cuda.get_device_name()
         report["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return report
+
+
+@command
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     if args.keras_python:
+        check_keras_python(args.keras_python)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, run, datamodule = prepare(args.epochs, args.overrides, tmp)
+        pairs, framework_rss = pairs_of_runs(cfg, run, datamodule, args, tmp)
+    report = report_of(cfg, run, pairs, framework_rss, args.epochs)
+    if args.keras_python:
+        framework = report["framework"]
         keras = keras_peer(args.keras_python, datamodule.data_dir, args.epochs, cfg.data.batch_size)
         report["keras"] = keras
         report["epoch_time_vs_keras"] = round(framework["epoch_s"] / keras["epoch_s_steady"], 3)

@@ -154,6 +154,18 @@ def taken_over(
     )
 
 
+def evaluation_metrics(classes: int) -> MetricCollection:
+    """Validation and test metrics: accuracy, per-class accuracy, confusion matrix."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=classes, average="micro"),
+            "acc_class": MulticlassAccuracy(num_classes=classes, average=None),
+            "confmat": MulticlassConfusionMatrix(num_classes=classes),
+        },
+        compute_groups=False,
+    )
+
+
 class LitClassifier(pl.LightningModule):
     """Trains any classification network with cross-entropy and reports accuracy.
 
@@ -213,11 +225,10 @@ class LitClassifier(pl.LightningModule):
         if not compiled:
             self.example_input_array = torch.zeros(1, 1, 28, 28)
         n = len(self.class_names)
-        # Training loss and accuracy are running sums on the device, logged once an epoch: a
-        # Lightning `self.log` call costs about 2 ms, and a torchmetrics update launches a
-        # dozen small kernels, both significant beside a small network's step. (loss sum,
-        # correct predictions); a non-finite loss leaves the loss sum non-finite, which is how
-        # divergence is found without reading a GPU value every step.
+        # training loss and accuracy: running sums on the device (loss sum, correct
+        # predictions), logged once an epoch, as a `self.log` call or a torchmetrics update per
+        # step costs much beside a small network's step; a non-finite loss leaves the sum
+        # non-finite, which is how divergence is found without reading a GPU value each step
         self.register_buffer("_train_sums", torch.zeros(2), persistent=False)
         self._train_images = 0
         self.call_images = 0  # the images the last training step trained on (RunRecorder)
@@ -225,14 +236,7 @@ class LitClassifier(pl.LightningModule):
         self._output_checked = False  # the network's output shape, checked at its first batch
         self.initial_loss: float | None = None  # the first training batch's (kept in checkpoints)
         self._plain_backward = False  # see backward_is_plain
-        eval_metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(num_classes=n, average="micro"),
-                "acc_class": MulticlassAccuracy(num_classes=n, average=None),
-                "confmat": MulticlassConfusionMatrix(num_classes=n),
-            },
-            compute_groups=False,
-        )
+        eval_metrics = evaluation_metrics(n)
         self.val_metrics = eval_metrics.clone(prefix="val/")
         self.test_metrics = eval_metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()

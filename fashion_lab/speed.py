@@ -268,6 +268,31 @@ def time_steps(
     return batch_size / statistics.median(times)
 
 
+class Rates:
+    """Images/s of each candidate (precision, memory format): from the cache `entry`, or timed
+    once with `time(precision, channels_last, **options)` and put in it."""
+
+    def __init__(self, entry: dict[str, float], time: Callable[..., float]) -> None:
+        self.entry, self.time = entry, time
+        self.measured_now = False
+
+    def __call__(self, precision: str, channels_last: bool, need: float = 0.0) -> float:
+        """`need`: the images/s the candidate must reach to win (a clear loser stops early)."""
+        name = label(precision, channels_last)
+        if not isinstance(self.entry.get(name), int | float):
+            give_up = {"give_up_below": GIVE_UP_SHARE * need} if need else {}
+            self.entry[name] = round(self.time(precision, channels_last, **give_up))
+            self.measured_now = True
+        return self.entry[name]
+
+
+def fewest_steps_per_call(call_s: float, step_s: float) -> int:
+    """The fewest steps per call that bring Lightning's cost per call under CALL_SHARE."""
+    return next(
+        (k for k in STEPS_PER_CALL if call_s <= CALL_SHARE * k * step_s), STEPS_PER_CALL[-1]
+    )
+
+
 def choose(
     make_network: Callable[[], nn.Module],
     make_optimizer: Callable[[Any], torch.optim.Optimizer],
@@ -295,20 +320,10 @@ def choose(
         return Choice(precisions[0], formats[0], steps_per_call=steps_per_call)
     key = f"{machine(device)} | {device.type} | batch {batch_size} | {network_key}"
     entry = dict(_read_cache().get(key) or {})
-    measured_now = False
-
-    def rate(p: str, c: bool, need: float = 0.0) -> float:
-        """Images/s of a candidate, timed once; `need` is what it must reach to win."""
-        nonlocal measured_now
-        name = label(p, c)
-        if not isinstance(entry.get(name), int | float):
-            give_up = {"give_up_below": GIVE_UP_SHARE * need} if need else {}
-            entry[name] = round(
-                timer(make_network, make_optimizer, batch_size, device, p, c, **give_up)
-            )
-            measured_now = True
-        return entry[name]
-
+    rate = Rates(
+        entry,
+        lambda p, c, **kw: timer(make_network, make_optimizer, batch_size, device, p, c, **kw),
+    )
     first = formats[0]
     call_ms = step_ms = None
     load = CpuLoad()
@@ -317,15 +332,13 @@ def choose(
         if steps_per_call is None:
             step_s = batch_size / rate(best_precision, best_format)
             call_s = (call_cost or call_overhead_s)(device)
-            steps_per_call = next(
-                (k for k in STEPS_PER_CALL if call_s <= CALL_SHARE * k * step_s), STEPS_PER_CALL[-1]
-            )
+            steps_per_call = fewest_steps_per_call(call_s, step_s)
             call_ms, step_ms = round(call_s * 1e3, 3), round(step_s * 1e3, 2)
     except Exception as e:  # the user's network fails on random images: the run will say why
         log.debug("speed candidates not timed: %r", e, exc_info=True)
         return Choice(precision or fallback, first, steps_per_call=steps_per_call or 1)
     busy = load.share()
-    if measured_now and not _too_busy(busy):
+    if rate.measured_now and not _too_busy(busy):
         _write_cache(key, entry)
     # the candidates this choice looked at, in the order they were compared
     looked = [label(p, first) for p in precisions] + [label(best_precision, c) for c in formats[1:]]
@@ -334,7 +347,7 @@ def choose(
         best_precision,
         best_format,
         measured,
-        cached=not measured_now,
+        cached=not rate.measured_now,
         steps_per_call=steps_per_call,
         call_ms=call_ms,
         step_ms=step_ms,

@@ -153,3 +153,18 @@ def test_no_module_holds_state_that_changes_while_it_runs():
             if mutable and not names <= allowed:
                 found.append(f"{path.name}:{node.lineno} {', '.join(map(str, names))}")
     assert found == []
+
+
+LONGEST = 60
+"""Lines a function of fashion_lab may take, its docstring included."""
+
+
+def test_no_function_is_longer_than_the_house_allows():
+    long = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > LONGEST
+    ]
+    assert long == []
