@@ -161,7 +161,7 @@ LONGEST = 60
 
 def test_no_function_is_longer_than_the_house_allows():
     long = [
-        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}"
         for path in PACKAGE.rglob("*.py")
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
