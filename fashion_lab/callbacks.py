@@ -155,7 +155,7 @@ class StepProgressBar(RichProgressBar):
     Lightning's own bar would count those calls, a quarter of the epoch's batches at K=4.
 
     It redraws at most `refresh_rate` times a second, in Jupyter too, where Lightning redraws
-    twice after every training call (1.5% of a CPU run; in a terminal its own thread paces them).
+    twice after every training call (in a terminal its own thread paces them).
     """
 
     _last_redraw = -float("inf")

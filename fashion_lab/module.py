@@ -68,7 +68,7 @@ def backward_is_plain(trainer: pl.Trainer) -> bool:
     """Whether Lightning's `manual_backward` would do no more than `loss.backward()`: a
     strategy and precision plugin that add nothing to it (one device, no loss scaling), no
     profiler, and no callback or module that listens to its hooks. Each optimizer step then
-    skips two rounds of hooks that would do nothing (0.08 ms, 1% of the CNN's CPU step)."""
+    skips two rounds of hooks that would do nothing (their cost: experiments/benchmark)."""
     from pytorch_lightning.plugins.precision import MixedPrecision, Precision
     from pytorch_lightning.profilers import PassThroughProfiler
     from pytorch_lightning.strategies import Strategy
