@@ -23,9 +23,10 @@ from fashion_lab.adapters import locate, uncompiled_key
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule, Splits
-from fashion_lab.errors import UserError, check_types, one_sentence, settings_to_change
+from fashion_lab.errors import UserError, one_sentence, settings_to_change
 from fashion_lab.models import create_model
 from fashion_lab.module import LitClassifier
+from fashion_lab.signatures import check_types
 
 
 def unexpected_option(error: BaseException | None) -> str | None:

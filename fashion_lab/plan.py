@@ -19,9 +19,10 @@ from fashion_lab.build import Settings
 from fashion_lab.checkpoints import load_checkpoint
 from fashion_lab.config import to_dict
 from fashion_lab.data import Splits
-from fashion_lab.errors import UserError, check_types
+from fashion_lab.errors import UserError
 from fashion_lab.hardware import fastest_precision, resolve_devices
 from fashion_lab.resume import match_checkpoint, resumed_config, why_finished
+from fashion_lab.signatures import check_types
 
 
 def _one_device(trainer: Mapping[str, Any]) -> torch.device | None:
