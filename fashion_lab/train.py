@@ -48,8 +48,9 @@ def pipeline(run: RunRecord) -> None:
     parts = assemble(plan, run.recorder)
     run.results.update(parts.described())
     metrics = fit(parts, plan, run.results) if plan.cfg.train else {}
-    if plan.cfg.test:
-        metrics |= test(parts, run.results.get("best_checkpoint") or plan.start.resume)
+    if plan.cfg.test:  # the fit's best weights, or with train=false the checkpoint named
+        best = run.results.get("best_checkpoint") if plan.cfg.train else plan.start.resume
+        metrics |= test(parts, best)
         run.results["test_split_images"] = len(parts.datamodule.split("test")[1])
         run.results["test_images"] = int(parts.module.confusion["test"].sum())
     run.results.update(figures(metrics))
