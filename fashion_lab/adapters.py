@@ -47,10 +47,27 @@ def optuna_trial(study: Any, number: int) -> Any:
     return optuna.trial.Trial(study, trial_id)
 
 
+def optuna_job_trial(study: Any, job: int) -> Any:
+    """The live trial that sweep job `job` runs: trial `job`, or the running trial that retries
+    it (a retry continues in the first trial's job directory, `fashion_lab.search`)."""
+    from optuna.trial import TrialState
+
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.system_attrs.get("failed_trial", frozen.number) == job:
+            return optuna_trial(study, frozen.number)
+    return optuna_trial(study, job)
+
+
 def uncompiled_key(key: str) -> str:
     """A state-dict key of a `torch.compile`d network as the plain network names it: the
     compiled wrapper nests the network under `_orig_mod`."""
     return key.replace("_orig_mod.", "")
+
+
+def optuna_trial_id(trial: Any) -> int:
+    """The storage's id of an Optuna trial, which its heartbeat is recorded under (Optuna's
+    public API gives trials by number)."""
+    return trial._trial_id
 
 
 def cpu_bf16_flags() -> bool:

@@ -258,13 +258,13 @@ def job_pruning() -> Pruning | None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from fashion_lab.adapters import optuna_trial
+    from fashion_lab.adapters import optuna_job_trial
     from fashion_lab.search import storage_url
 
     url = storage_url(sweeper.get("storage"), hydra_cfg.sweep.dir)
     pruner = instantiate(OmegaConf.to_container(sweeper.pruner, resolve=True))
     study = optuna.load_study(study_name=sweeper.study_name, storage=url, pruner=pruner)
-    return Pruning(optuna_trial(study, hydra_cfg.job.num))
+    return Pruning(optuna_job_trial(study, hydra_cfg.job.num))
 
 
 OWNERS = (

@@ -174,6 +174,9 @@ class RunRecord:
             )
         earlier = (self.previous or {}).get("overrides") or []
         job = self.job
+        if not earlier and job.sweeping and resume is not None:
+            # killed before its record: its directory is named after its overrides, these
+            earlier = list(job.overrides)
         return Start(resume, self.finished, earlier, job.overrides, job.index, job.sweeping)
 
     def _run(self, pipeline: Callable[[RunRecord], None], started: float) -> None:

@@ -2,18 +2,26 @@
 that prunes a trial whose per-epoch val/acc falls behind: `fashion_lab.callbacks.Pruning`).
 
 The study lives in `hydra.sweeper.storage` (by default an SQLite file in the sweep directory),
-so running the same command again continues it: the trials it has count toward `n_trials`,
-trial k is job k (its directory `k_<overrides>`, never reused), a trial left running by a
-stopped sweep continues from its checkpoint, and parameters already tried are not launched
-again. Each job reports its val/acc per epoch to the study; Optuna's pruner (a median pruner
-by default) stops a trial that falls behind, which is then "pruned" in the study and in its
-results.json.
+so running the same command again continues it, and any number of processes given the same
+study name and storage share it, started at any moment: the finished trials count toward
+`n_trials`; trial k is job k (its directory `k_<overrides>`), and the storage gives each trial
+a number no other process has; parameters already tried are not launched again. Each process
+records a heartbeat for the trials it runs (Optuna's); a trial whose process is gone (no
+heartbeat for `grace_period` seconds, or stopped by Ctrl-C or a signal) is failed and queued
+again by Optuna's retry callback, and whichever process takes it continues it in the first
+trial's directory, from its checkpoint. Each job reports its val/acc per epoch to the study;
+Optuna's pruner (a median pruner by default) stops a trial that falls behind, which is then
+"pruned" in the study and in its results.json.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from fashion_lab import adapters
 from fashion_lab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -105,6 +114,70 @@ def outside(space: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
     return None
 
 
+OPEN_TRIES = 5
+"""Tries at opening the study: processes started together race to create its tables and row."""
+
+
+def retried(trial: Any) -> int | None:
+    """The number of the first trial that `trial` retries (its job directory's), or None."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def job_number(trial: Any) -> int:
+    """The sweep job that runs `trial`: its own number, or that of the trial it retries."""
+    first = retried(trial)
+    return trial.number if first is None else first
+
+
+def finished(trials: Sequence[Any]) -> list[Any]:
+    """The trials that count toward `n_trials`: complete, pruned or failed, but not a duplicate
+    of an earlier one nor one that a later trial retries."""
+    from optuna.trial import TrialState
+
+    again = {retried(t) for t in trials} | {n for t in trials for n in retry_history(t)}
+    return [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        and "duplicate_of" not in t.user_attrs
+        and t.number not in again
+    ]
+
+
+def retry_history(trial: Any) -> list[int]:
+    return list(trial.system_attrs.get("retry_history", []))
+
+
+@contextmanager
+def heartbeats(storage: Any, trials: Sequence[Any], interval: float) -> Iterator[None]:
+    """Record the trials' heartbeats in the study's storage every `interval` seconds while their
+    jobs run, so that other processes sharing the study see that they are alive."""
+    ids = [adapters.optuna_trial_id(t) for t in trials]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in ids:
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception as e:  # a database that hiccups: the next beat tries again
+                    log.debug("heartbeat not recorded: %r", e)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class StudySweeper(Sweeper):
     """Optuna's study over Hydra's launchers (`hydra/sweeper=optuna`; keys in
     conf/hydra/sweeper/optuna.yaml)."""
@@ -120,6 +193,9 @@ class StudySweeper(Sweeper):
         sampler: Callable[..., Any],
         pruner: Any,
         params: Mapping[str, str] | None,
+        heartbeat_interval: int = 10,
+        grace_period: int = 30,
+        max_retry: int | None = 3,
     ) -> None:
         self.study_name = study_name
         self.storage = storage
@@ -130,6 +206,9 @@ class StudySweeper(Sweeper):
         self.sampler = sampler
         self.pruner = pruner
         self.params = dict(params or {})
+        self.heartbeat_interval = max(1, int(heartbeat_interval))
+        self.grace_period = max(self.heartbeat_interval + 1, int(grace_period))
+        self.max_retry = max_retry
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -139,18 +218,60 @@ class StudySweeper(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function
         )
 
+    def _retry(self) -> Any:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return RetryHeartbeatStaleTrialCallback(
+                self.max_retry, inherit_intermediate_values=True
+            )
+
     def _study(self, url: str) -> Any:
+        """The study, created by whichever process comes first (the others load it).
+
+        Raises:
+            UserError: the storage cannot be opened, after OPEN_TRIES tries.
+        """
         import optuna
 
+        for attempt in range(OPEN_TRIES):
+            try:
+                return self._open(url)
+            except optuna.exceptions.DuplicatedStudyError:
+                continue  # created by another process this very moment: load it
+            except Exception as e:  # SQLAlchemy's and Optuna's: a bad URL, a locked file...
+                if attempt + 1 == OPEN_TRIES:
+                    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    raise UserError(
+                        f"Cannot open the Optuna study {self.study_name} in {url} ({reason}); "
+                        "set hydra.sweeper.storage to a database it can use, e.g. "
+                        "sqlite:///study.db in a directory you can write to."
+                    ) from None
+                time.sleep(0.2 * 2**attempt)  # tables created by another process meanwhile
+        raise AssertionError("unreachable")
+
+    def _open(self, url: str) -> Any:
+        import optuna
+
+        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+        storage = optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=self.heartbeat_interval,
+            grace_period=self.grace_period,
+            heartbeat_stale_trial_callback=self._retry(),
+        )
+        self.rdb = storage  # the trials' heartbeats go to it
         try:
-            earlier = len(optuna.load_study(study_name=self.study_name, storage=url).trials)
+            earlier = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
         except KeyError:  # a new study
             earlier = 0
         # a sampler seeded as before would propose the same first parameters again
         seed = None if self.seed is None else self.seed + earlier
         return optuna.create_study(
             study_name=self.study_name,
-            storage=url,
+            storage=storage,
             sampler=self.sampler(seed=seed),
             pruner=self.pruner or optuna.pruners.NopPruner(),  # null: none
             direction=self.direction,
@@ -158,85 +279,116 @@ class StudySweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        from optuna.trial import TrialState
-
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         url = storage_url(self.storage, sweep_dir)
         space, fixed = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
-        try:
-            study = self._study(url)
-        except Exception as e:  # SQLAlchemy's and Optuna's errors: a bad URL, a locked file...
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(
-                f"Cannot open the Optuna study {self.study_name} in {url} ({reason}); set "
-                "hydra.sweeper.storage to a database it can use, e.g. sqlite:///study.db in a "
-                "directory you can write to."
-            ) from None
+        study = self._study(url)
         log.info(f"Optuna study {self.study_name} in {url}: {len(study.trials)} trials so far")
-
-        def counted() -> int:
-            return sum(
-                t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                and "duplicate_of" not in t.user_attrs
-                for t in study.trials
-            )
-
-        # trials a stopped sweep left running: their jobs continue from their checkpoints
-        left = []
-        for t in (t for t in study.trials if t.state == TrialState.RUNNING):
-            if why := outside(space, t.params):
-                log.warning(f"Not continuing trial {t.number}: {why} (told FAIL).")
-                study.tell(t.number, state=TrialState.FAIL)
-            else:
-                left.append(t)
-        if left:
-            log.info(f"Continuing trials {', '.join(str(t.number) for t in left)}")
-            if not self._launch(study, left, fixed, sweep_dir):
-                return  # stopped again
-        tried = {  # the parameters of every trial so far -> its number
-            self._key(t.params): t.number
-            for t in study.trials
-            if "duplicate_of" not in t.user_attrs
-        }
-        duplicates = 0
-        while (to_go := self.n_trials - counted()) > 0 and duplicates < 100:
-            batch: list[Any] = []
-            while len(batch) < min(self.n_jobs, to_go) and duplicates < 100:
-                trial = study.ask(space)
-                key = self._key(trial.params)
-                if key in tried:  # not run twice, and not counted
-                    trial.set_user_attr("duplicate_of", tried[key])
-                    study.tell(trial, state=TrialState.FAIL)
-                    duplicates += 1
-                    continue
-                tried[key] = trial.number
-                batch.append(trial)
+        while (batch := self._next_batch(study, space)) is not None:
             if batch and not self._launch(study, batch, fixed, sweep_dir):
-                return  # stopped (Ctrl-C): its trials stay running, to continue
-        if duplicates >= 100:
-            log.warning("Stopping the search: the sampler proposes only parameters already tried.")
+                return  # stopped (Ctrl-C): its trials are queued again, to continue
+            if not batch:  # other processes' trials are still running: wait for them
+                time.sleep(self.heartbeat_interval)
         self._report(study, sweep_dir, url)
 
+    def _next_batch(self, study: Any, space: Mapping[str, Any]) -> list[Any] | None:
+        """Up to n_jobs trials to run now: trials queued again first, then new ones while the
+        finished and running ones fall short of n_trials; [] to wait for the trials other
+        processes are running (one of them may be queued again); None when the study is done.
+        """
+        from optuna.trial import TrialState
+
+        self._fail_stale(study)
+        batch: list[Any] = []
+        for _ in range(100 * self.n_jobs):  # proposals already tried are skipped, not run
+            if len(batch) == self.n_jobs:
+                break
+            trials = study.get_trials(deepcopy=False)
+            queued = any(t.state == TrialState.WAITING for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if not queued and len(finished(trials)) + running >= self.n_trials:
+                break
+            asked = study.ask(space)
+            trials = self._settled(study, asked.number)
+            trial = trials[asked.number]  # frozen: its system attrs
+            if why := outside(space, trial.params):  # a study is a file: only this space runs
+                log.warning(f"Not running trial {trial.number}: {why} (told FAIL).")
+                study.tell(trial.number, state=TrialState.FAIL)
+                continue
+            if retried(trial) is None and (earlier := self._tried(trials, trial)) is not None:
+                asked.set_user_attr("duplicate_of", earlier)  # not run twice, nor counted
+                study.tell(trial.number, state=TrialState.FAIL)
+                continue
+            batch.append(trial)
+        else:
+            log.warning("Stopping the search: the sampler proposes only parameters already tried.")
+            return batch or None
+        if batch:
+            return batch
+        others = any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+        return [] if others else None
+
     @staticmethod
-    def _key(params: Mapping[str, Any]) -> str:
-        return repr(sorted(params.items()))
+    def _settled(study: Any, number: int) -> list[Any]:
+        """The study's trials up to `number`, once those before it that another process is
+        asking have their parameters (a trial gets its number before its parameters)."""
+        from optuna.trial import TrialState
+
+        for _ in range(20):
+            trials = study.get_trials(deepcopy=False)
+            asking = [
+                t
+                for t in trials[:number]
+                if t.state in (TrialState.RUNNING, TrialState.WAITING) and not t.params
+            ]
+            if not asking or not trials[number].params:
+                return trials
+            time.sleep(0.1)
+        return trials
+
+    @staticmethod
+    def _tried(trials: Sequence[Any], trial: Any) -> int | None:
+        """The number of an earlier trial with `trial`'s parameters (not a duplicate itself):
+        of two processes that asked for the same parameters, the later trial gives way."""
+        key = repr(sorted(trial.params.items()))
+        same = (
+            t.number
+            for t in trials
+            if t.number < trial.number
+            and "duplicate_of" not in t.user_attrs
+            and t.params
+            and repr(sorted(t.params.items())) == key
+        )
+        return next(same, None)
+
+    def _fail_stale(self, study: Any) -> None:
+        """Fail the running trials whose process is gone (their heartbeat stopped), which
+        Optuna's retry callback queues again."""
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optuna.storages.fail_stale_trials(study)
 
     def _launch(
         self, study: Any, trials: list[Any], fixed: Mapping[str, str], sweep_dir: Path
     ) -> bool:
-        """Run the trials' jobs (job number = trial number) and tell the study how each ended;
-        False when the sweep was stopped."""
+        """Run the trials' jobs (job number = trial number, or the retried trial's) and tell the
+        study how each ended; False when the sweep was stopped."""
         from fashion_lab import sweep as sweep_module
 
-        trials = sorted(trials, key=lambda t: t.number)
+        trials = sorted(trials, key=job_number)
         runs: list[list[Any]] = []
         for trial in trials:  # the launcher numbers a call's jobs from its first one
-            if runs and runs[-1][-1].number + 1 == trial.number:
+            if runs and job_number(runs[-1][-1]) + 1 == job_number(trial):
                 runs[-1].append(trial)
             else:
                 runs.append([trial])
+        stopped = False
         for run in runs:
+            if retried(run[0]) is not None:
+                log.info(f"Trial {run[0].number} continues trial {job_number(run[0])}")
             overrides = [
                 [
                     *(f"{k}={v}" for k, v in fixed.items()),
@@ -244,39 +396,60 @@ class StudySweeper(Sweeper):
                 ]
                 for t in run
             ]
-            self.launcher.launch(overrides, initial_job_idx=run[0].number)
+            try:
+                if not stopped:
+                    with heartbeats(self.rdb, run, self.heartbeat_interval):
+                        self.launcher.launch(overrides, initial_job_idx=job_number(run[0]))
+            except BaseException:  # a job in this process stopped the sweep: queued again
+                for trial in run:
+                    self._tell(study, trial, sweep_dir, stopped=True)
+                raise
+            stopped = stopped or sweep_module.sweep_stopped(sweep_dir)
             for trial in run:
-                self._tell(study, trial, sweep_dir)
-            if sweep_module.sweep_stopped(sweep_dir):
-                return False
-        return True
+                self._tell(study, trial, sweep_dir, stopped)
+        return not stopped
 
-    def _tell(self, study: Any, trial: Any, sweep_dir: Path) -> None:
-        """Tell the study how the trial's job ended, from its results.json."""
+    def _tell(self, study: Any, trial: Any, sweep_dir: Path, stopped: bool = False) -> None:
+        """Tell the study how the trial's job ended, from its results.json; a job stopped by
+        Ctrl-C or a signal (or not started) is failed and queued again, to continue."""
+        import optuna
         from optuna.trial import TrialState
 
         from fashion_lab.results import read_results
 
-        records = [read_results(d) for d in sweep_dir.glob(f"{trial.number}_*")]
+        records = [read_results(d) for d in sweep_dir.glob(f"{job_number(trial)}_*")]
         record = next((r for r in records if r), {})
         status = record.get("status")
-        if status == "interrupted":
-            return  # left running: the sweep run again continues it
-        if status == "completed" and record.get("val_acc_best") is not None:
-            study.tell(trial.number, record["val_acc_best"])
-        elif status == "pruned":
-            study.tell(trial.number, state=TrialState.PRUNED)
-        else:
-            study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            if status == "interrupted" or (stopped and status != "completed"):
+                study.tell(trial.number, state=TrialState.FAIL)
+                self._retry()(study, study.trials[trial.number])
+            elif status == "completed" and record.get("val_acc_best") is not None:
+                study.tell(trial.number, record["val_acc_best"])
+            elif status == "pruned":
+                study.tell(trial.number, state=TrialState.PRUNED)
+            else:
+                study.tell(trial.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log.warning(
+                f"Trial {trial.number} was failed by another process meanwhile (its heartbeat "
+                "was late): that process queued it again; hydra.sweeper.grace_period longer "
+                "than a save of a checkpoint avoids this."
+            )
 
     def _report(self, study: Any, sweep_dir: Path, url: str) -> None:
         from optuna.trial import TrialState
 
-        states = [t.state for t in study.trials if "duplicate_of" not in t.user_attrs]
+        done = finished(study.trials)
         counts = {
-            s.name.lower(): states.count(s)
+            s.name.lower(): sum(t.state == s for t in done)
             for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         }
+        if len(done) > self.n_trials:
+            log.info(
+                f"The study has {len(done)} finished trials for n_trials={self.n_trials}: "
+                "processes sharing it started their last ones at the same moment."
+            )
         results: dict[str, Any] = {"name": study.study_name, "storage": url, "trials": counts}
         if counts["complete"]:
             results |= {"best_params": study.best_params, "best_value": study.best_value}

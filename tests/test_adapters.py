@@ -95,10 +95,14 @@ def test_submitits_local_controllers_start_with_ctrl_c_ignored(monkeypatch):
     from submitit.local import local
 
     seen = []
-    monkeypatch.setattr(
-        local, "start_controller", lambda *a, **k: seen.append(signal.getsignal(signal.SIGINT))
-    )
+    start = lambda *a, **k: seen.append(signal.getsignal(signal.SIGINT))  # noqa: E731
+    monkeypatch.setattr(local, "start_controller", start)
     adapters.submitit_controllers_ignore_ctrl_c()
     adapters.submitit_controllers_ignore_ctrl_c()  # once: not wrapped twice
-    local.start_controller()
-    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        local.start_controller()
+        assert seen == [signal.SIG_IGN]  # while it starts: the controller inherits that
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # then back
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from conftest import run_cli, signal_after_a_checkpoint, tiny_overrides
+from conftest import REPO, run_cli, signal_after_a_checkpoint, tiny_overrides
 from optuna.trial import TrialState
 
 from fashion_lab.search import search_space
@@ -131,19 +133,25 @@ def test_a_trial_a_stopped_search_left_running_continues_from_its_checkpoint(
     )
     assert code == 143, stderr[-2000:]
     study = optuna.load_study(study_name="fashion_lab", storage=storage)
-    assert [t.state for t in study.trials] == [TrialState.RUNNING]
+    # the stopped trial is failed and queued again (Optuna's retry), to be continued
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert study.trials[1].system_attrs["failed_trial"] == 0
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="fashion_lab", storage=storage)
     assert [(t.number, t.state) for t in study.trials] == [
-        (0, TrialState.COMPLETE),
+        (0, TrialState.FAIL),
         (1, TrialState.COMPLETE),
+        (2, TrialState.COMPLETE),
     ]
+    # trial 1 continued trial 0 in its directory, from its checkpoint; n_trials=2 counts 1 and 2
+    jobs = [p.name.split("_")[0] for p in (tmp_path / "search").glob("*_*") if p.is_dir()]
+    assert sorted(jobs) == ["0", "2"]
     [job] = (tmp_path / "search").glob("0_*")
     record = json.loads((job / "results.json").read_text())
     assert record["epochs"] == 3 and record["resumes"][0]["at_epoch"] >= 1, "continued"
-    assert record["val_acc_best"] == study.trials[0].value
+    assert record["val_acc_best"] == study.trials[1].value
 
 
 @pytest.mark.slow
@@ -160,3 +168,77 @@ def test_a_storage_that_cannot_be_opened_is_one_sentence(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"Error: Cannot open the Optuna study fashion_lab in {storage} ("), last
     assert "Traceback" not in done.stderr
+
+
+def _storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def _sweep_args(data: Path, tmp_path: Path, n_trials: int, epochs: int, *extra: str) -> list[str]:
+    return [
+        "-m",
+        "hparams_search=optuna",
+        "model.width=8",
+        "optimizer.lr=choice(0.001,0.002,0.003,0.004,0.005,0.006,0.007,0.008,0.009,0.01)",
+        *tiny_overrides(data, tmp_path),
+        f"trainer.max_epochs={epochs}",
+        f"hydra.sweeper.storage={_storage(tmp_path)}",
+        f"hydra.sweep.dir={tmp_path / 'search'}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.pruner=null",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_started_together_share_one_study(tiny_data, tmp_path, processes):
+    args = _sweep_args(tiny_data, tmp_path, 5, 1)  # a new database: both race to create it
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fashion_lab", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"stderr{i}.txt").open("w"),
+        )
+        for i in range(processes)
+    ]
+    codes = [p.wait(timeout=600) for p in started]
+    said = [(tmp_path / f"stderr{i}.txt").read_text()[-2000:] for i in range(processes)]
+    assert codes == [0] * processes, said
+    study = optuna.load_study(study_name="fashion_lab", storage=_storage(tmp_path))
+    ran = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert {t.state for t in ran} == {TrialState.COMPLETE}, "none failed, none left running"
+    assert 5 <= len(ran) <= 5 + processes  # n_trials, overshot by at most one per process
+    params = [repr(sorted(t.params.items())) for t in ran]
+    assert len(set(params)) == len(params), "no parameters ran twice"
+    jobs = {int(p.name.split("_")[0]): p for p in (tmp_path / "search").iterdir() if p.is_dir()}
+    assert sorted(jobs) == sorted(t.number for t in ran), "one directory per trial, its own"
+    for trial in ran:
+        record = json.loads((jobs[trial.number] / "results.json").read_text())
+        assert record["val_acc_best"] == trial.value and record["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_trial_whose_process_was_killed_is_continued_by_another(slow_enough_data, tmp_path):
+    beat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    args = _sweep_args(slow_enough_data, tmp_path, 1, 3, *beat)
+    code, _ = signal_after_a_checkpoint(
+        args, "search/0_*/checkpoints/last.ckpt", tmp_path, signal.SIGKILL
+    )
+    assert code == -signal.SIGKILL
+    storage = _storage(tmp_path)
+    killed = optuna.load_study(study_name="fashion_lab", storage=storage)
+    assert [t.state for t in killed.trials] == [TrialState.RUNNING]
+    again = run_cli(*args)  # trial 0 is taken over once its heartbeat is 3 s old, not before
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
+    assert [(t.number, t.state) for t in study.trials] == [
+        (0, TrialState.FAIL),
+        (1, TrialState.COMPLETE),
+    ]
+    assert study.trials[1].system_attrs["failed_trial"] == 0
+    [job] = (tmp_path / "search").glob("0_*")
+    record = json.loads((job / "results.json").read_text())
+    assert record["resumes"][0]["at_epoch"] >= 1 and record["epochs"] == 3, "from its checkpoint"
+    assert record["val_acc_best"] == study.trials[1].value
