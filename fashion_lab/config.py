@@ -92,6 +92,29 @@ def hydra_subdir(ckpt_path: str | None, train: bool, log_dir: str) -> str:
     return ".hydra/resumed" if _resumed_run(ckpt_path, train, log_dir) else ".hydra"
 
 
+SWEPT = "FASHION_LAB_SWEPT"
+"""Environment variable: the keys a sweep varies (set by `fashion_lab.sweep.SweepReport` in the
+launching process, inherited by the processes that run its jobs)."""
+
+
+def job_dir(number: int, overrides: Sequence[str], fallback: str, limit: int = 80) -> str:
+    """A sweep job's directory name: its number and the values the sweep varies (model, seed,
+    swept parameters; floats to 4 significant digits), shortened to `limit`; `fallback` (all
+    its overrides, Hydra's override_dirname) where the sweep varies nothing."""
+    swept = [k for k in os.environ.get(SWEPT, "").split(",") if k]
+    values = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    shown = [f"{k}={_brief(values[k])}" for k in swept if k in values]
+    return f"{number}_{short_name(','.join(shown) if shown else fallback, limit)}"
+
+
+def _brief(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if "." not in value and "e" not in value.lower() else f"{number:.4g}"
+
+
 def target_name(target: str) -> str:
     """The last part of a `_target_`: `fashion_lab.models.cnn.cnn` -> `cnn`."""
     return str(target).rsplit(".", 1)[-1]
@@ -110,6 +133,7 @@ def register_resolvers() -> None:
         "fashion_lab.target_name": (target_name, False),
         "fashion_lab.run_dir": (run_dir, False),
         "fashion_lab.hydra_subdir": (hydra_subdir, False),
+        "fashion_lab.job_dir": (job_dir, False),
         # a sweep's directory, claimed once in the launching process: the resolved name is
         # cached in the config, which Hydra copies (and pickles) into every job's, whichever
         # process runs it

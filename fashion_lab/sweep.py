@@ -28,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from fashion_lab import adapters, stops
+from fashion_lab.config import SWEPT
 
 STOP_FILE = ".interrupted"
 """Written in a sweep directory when its sweep is stopped: jobs that have not started skip."""
@@ -57,6 +58,20 @@ def take_stop_signals(job_starts: bool) -> None:
     for s in stops.STOP_SIGNALS:
         if signal.getsignal(s) is before:  # submitit's handlers stay
             signal.signal(s, after)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a sweep varies: those its command line sweeps (a,b / choice / range /
+    interval / glob) and its sweeper's `params`, in the order given."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = [
+        o.key_or_group
+        for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+        if o.is_sweep_override()
+    ]
+    keys += list((config.hydra.sweeper.get("params") or {}).keys())
+    return list(dict.fromkeys(keys))
 
 
 def between_jobs() -> None:
@@ -138,6 +153,7 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         self.sweep_dir = str(config.hydra.sweep.dir)
+        os.environ[SWEPT] = ",".join(swept_keys(config))  # the jobs' directory names show them
         self.stopped_by: stops.Stopped | None = None
         clear_stop(self.sweep_dir)  # left by an earlier, stopped run
         self.previous_handlers: dict[int, Any] = {}

@@ -437,3 +437,36 @@ def test_a_sweep_counts_a_diverged_job_apart(tiny_data, tmp_path):
     statuses = sorted(json.loads(p.read_text())["status"] for p in sweep_dir.glob("*/results.json"))
     assert statuses == ["completed", "diverged"]
     assert "Not ranked: 1 runs" in compare([sweep_dir])
+
+
+def test_a_sweep_jobs_directory_shows_what_the_sweep_varies(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from fashion_lab.config import SWEPT, job_dir
+    from fashion_lab.sweep import swept_keys
+
+    command_line = [
+        "model=cnn,dilated_v2",
+        "seed=0",
+        "optimizer.lr=interval(0.1,1)",
+        "data.root=/d",
+    ]
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "overrides": {"task": command_line},
+                "sweeper": {"params": {"model.dropout": "interval(0, 0.5)", "model": "cnn"}},
+            }
+        }
+    )
+    assert swept_keys(config) == ["model", "optimizer.lr", "model.dropout"]
+    monkeypatch.setenv(SWEPT, "model,seed,optimizer.lr")
+    job = [
+        "data.root=/a/long/path/" + "x" * 90,
+        "model=cnn",
+        "seed=3",
+        "optimizer.lr=0.00123456789",
+    ]
+    assert job_dir(7, job, "all of them") == "7_model=cnn,seed=3,optimizer.lr=0.001235"
+    monkeypatch.setenv(SWEPT, "")  # a sweep that varies nothing: Hydra's override_dirname
+    assert job_dir(7, job, "a=1,b=2") == "7_a=1,b=2"
