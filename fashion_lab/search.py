@@ -255,13 +255,15 @@ class StudySweeper(Sweeper):
         import optuna
 
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-        storage = optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=self.heartbeat_interval,
-            grace_period=self.grace_period,
-            heartbeat_stale_trial_callback=self._retry(),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for heartbeats
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=self.heartbeat_interval,
+                grace_period=self.grace_period,
+                heartbeat_stale_trial_callback=self._retry(),
+            )
         self.rdb = storage  # the trials' heartbeats go to it
         try:
             earlier = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)

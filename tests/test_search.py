@@ -174,7 +174,9 @@ def _storage(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
 
 
-def _sweep_args(data: Path, tmp_path: Path, n_trials: int, epochs: int, *extra: str) -> list[str]:
+def _sweep_args(
+    data: Path, tmp_path: Path, n_trials: int, epochs: int, *extra: str, storage: str = ""
+) -> list[str]:
     return [
         "-m",
         "hparams_search=optuna",
@@ -182,7 +184,7 @@ def _sweep_args(data: Path, tmp_path: Path, n_trials: int, epochs: int, *extra: 
         "optimizer.lr=choice(0.001,0.002,0.003,0.004,0.005,0.006,0.007,0.008,0.009,0.01)",
         *tiny_overrides(data, tmp_path),
         f"trainer.max_epochs={epochs}",
-        f"hydra.sweeper.storage={_storage(tmp_path)}",
+        f"hydra.sweeper.storage={storage or _storage(tmp_path)}",
         f"hydra.sweep.dir={tmp_path / 'search'}",
         f"hydra.sweeper.n_trials={n_trials}",
         "hydra.sweeper.pruner=null",
@@ -191,9 +193,15 @@ def _sweep_args(data: Path, tmp_path: Path, n_trials: int, epochs: int, *extra: 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("processes", [2, 3])
-def test_processes_started_together_share_one_study(tiny_data, tmp_path, processes):
-    args = _sweep_args(tiny_data, tmp_path, 5, 1)  # a new database: both race to create it
+def test_processes_started_together_share_one_study(
+    tiny_data, tmp_path, processes, database, request
+):
+    # a new database, empty: the processes race to create the study's tables and row
+    storage = request.getfixturevalue("postgres_url") if database == "postgresql" else ""
+    storage = storage or _storage(tmp_path)
+    args = _sweep_args(tiny_data, tmp_path, 5, 1, storage=storage)
     started = [
         subprocess.Popen(
             [sys.executable, "-m", "fashion_lab", *args],
@@ -206,7 +214,7 @@ def test_processes_started_together_share_one_study(tiny_data, tmp_path, process
     codes = [p.wait(timeout=600) for p in started]
     said = [(tmp_path / f"stderr{i}.txt").read_text()[-2000:] for i in range(processes)]
     assert codes == [0] * processes, said
-    study = optuna.load_study(study_name="fashion_lab", storage=_storage(tmp_path))
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
     ran = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     assert {t.state for t in ran} == {TrialState.COMPLETE}, "none failed, none left running"
     assert 5 <= len(ran) <= 5 + processes  # n_trials, overshot by at most one per process
