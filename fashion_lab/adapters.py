@@ -64,6 +64,14 @@ def uncompiled_key(key: str) -> str:
     return key.replace("_orig_mod.", "")
 
 
+def in_this_process(launcher: Any) -> bool:
+    """Whether a Hydra launcher runs its jobs in this process (its basic launcher, which lives
+    in Hydra's internal core plugins)."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return isinstance(launcher, BasicLauncher)
+
+
 def optuna_trial_id(trial: Any) -> int:
     """The storage's id of an Optuna trial, which its heartbeat is recorded under (Optuna's
     public API gives trials by number)."""

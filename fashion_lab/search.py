@@ -287,15 +287,58 @@ class StudySweeper(Sweeper):
         space, fixed = search_space([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
         study = self._study(url)
         log.info(f"Optuna study {self.study_name} in {url}: {len(study.trials)} trials so far")
-        while (batch := self._next_batch(study, space)) is not None:
-            if batch and not self._launch(study, batch, fixed, sweep_dir):
-                return  # stopped (Ctrl-C): its trials are queued again, to continue
-            if not batch:  # other processes' trials are still running: wait for them
-                time.sleep(self.heartbeat_interval)
+        workers = self.n_jobs if self._jobs_elsewhere() else 1
+        if workers > 1:
+            log.info(f"{workers} trials at a time, each started when one ends")
+        self._work(study, space, fixed, sweep_dir, workers)
         self._report(study, sweep_dir, url)
 
-    def _next_batch(self, study: Any, space: Mapping[str, Any]) -> list[Any] | None:
-        """Up to n_jobs trials to run now: trials queued again first, then new ones while the
+    def _jobs_elsewhere(self) -> bool:
+        """Whether the launcher runs jobs in processes of their own (joblib, submitit, SLURM),
+        so that several of its launches can wait at once; Hydra's basic launcher runs them in
+        this process, one at a time."""
+        return not adapters.in_this_process(self.launcher)
+
+    def _work(
+        self,
+        study: Any,
+        space: Mapping[str, Any],
+        fixed: Mapping[str, str],
+        sweep_dir: Path,
+        workers: int,
+    ) -> None:
+        """Run trials until the study is done: `workers` at a time, each worker asking for its
+        next trial as soon as its last one ends (trials never wait for each other)."""
+        lock, stopped, errors = threading.Lock(), threading.Event(), []
+
+        def worker() -> None:
+            try:
+                while not stopped.is_set():
+                    with lock:  # this process's workers ask and count one at a time
+                        batch = self._next_batch(study, space, 1 if workers > 1 else self.n_jobs)
+                    if batch is None:
+                        return
+                    if not batch:  # other processes' trials still run: one may be queued again
+                        stopped.wait(self.heartbeat_interval)
+                    elif not self._launch(study, batch, fixed, sweep_dir):
+                        stopped.set()  # Ctrl-C: the trials are queued again, to continue
+            except BaseException as e:
+                errors.append(e)
+                stopped.set()
+
+        if workers == 1:
+            worker()
+        else:
+            threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+            for thread in threads:
+                thread.start()
+            while any(t.is_alive() for t in threads):  # the main thread takes Ctrl-C
+                threads[0].join(0.2) if threads[0].is_alive() else time.sleep(0.2)
+        if errors:
+            raise errors[0]
+
+    def _next_batch(self, study: Any, space: Mapping[str, Any], size: int) -> list[Any] | None:
+        """Up to `size` trials to run now: trials queued again first, then new ones while the
         finished and running ones fall short of n_trials; [] to wait for the trials other
         processes are running (one of them may be queued again); None when the study is done.
         """
@@ -303,8 +346,8 @@ class StudySweeper(Sweeper):
 
         self._fail_stale(study)
         batch: list[Any] = []
-        for _ in range(100 * self.n_jobs):  # proposals already tried are skipped, not run
-            if len(batch) == self.n_jobs:
+        for _ in range(100 * size):  # proposals already tried are skipped, not run
+            if len(batch) == size:
                 break
             trials = study.get_trials(deepcopy=False)
             queued = any(t.state == TrialState.WAITING for t in trials)

@@ -106,3 +106,11 @@ def test_submitits_local_controllers_start_with_ctrl_c_ignored(monkeypatch):
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # then back
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_hydras_basic_launcher_is_told_from_the_others():
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    assert adapters.in_this_process(BasicLauncher())
+    assert not adapters.in_this_process(JoblibLauncher())
