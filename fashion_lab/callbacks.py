@@ -254,6 +254,8 @@ def job_pruning() -> Pruning | None:
     sweeper = hydra_cfg.sweeper
     if not str(sweeper.get("_target_", "")).endswith(".OptunaSweeper") or not sweeper.get("pruner"):
         return None
+    if len(sweeper.get("objectives") or {}) > 1:  # Optuna prunes no multi-objective study
+        return None
     import optuna
     from hydra.utils import instantiate
     from omegaconf import OmegaConf

@@ -17,7 +17,7 @@ import argparse
 import csv
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -365,10 +365,15 @@ def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: P
 
 
 def compare(
-    directories: Sequence[str | Path], out: str | Path | None = None, trusted: Sequence[str] = ()
+    directories: Sequence[str | Path],
+    out: str | Path | None = None,
+    trusted: Sequence[str] = (),
+    pareto: Mapping[str, str] | None = None,
 ) -> str:
     """Write the leaderboard and plots; return the Markdown table, and beneath it the runs not
-    ranked (diverged, at chance), the results.json files left out and what was not rebuilt."""
+    ranked (diverged, at chance), the results.json files left out and what was not rebuilt;
+    with `pareto` ({figure: direction}), the completed runs' Pareto front too (pareto.md,
+    pareto.png)."""
     runs, unreadable = load_runs(directories)
     groups = group_runs(runs)
     notes: list[str] = []
@@ -389,6 +394,8 @@ def compare(
         )
     if notes:
         report += "\n\n" + "\n".join(notes)
+    if pareto:
+        report += "\n\n" + pareto_front(runs, pareto, out)
     (out / "leaderboard.md").write_text(report + "\n")
     with open(out / "leaderboard.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -399,6 +406,21 @@ def compare(
     best = next((row["group"] for row in rows if row["vs_best"] == "best"), "the best")
     plot_differences(intervals, best, out / "difference_from_best.png")
     return report
+
+
+def pareto_front(runs: list[dict[str, Any]], objectives: Mapping[str, str], out: Path) -> str:
+    """The completed runs that no other beats on every objective: a table, also in pareto.md,
+    and a plot of the first two objectives with the front drawn (pareto.png)."""
+    from fashion_lab import pareto
+
+    done = [r | {"output_dir": r["run_dir"]} for r in runs if r.get("status") == "completed"]
+    best = pareto.front(done, objectives)
+    said = f"Pareto front ({len(best)} of {len(done)} completed runs):\n\n"
+    said += pareto.table(best, objectives)
+    (out / "pareto.md").write_text(said + "\n")
+    if len(done) > 1 and len(objectives) > 1:
+        pareto.plot(done, objectives, out / "pareto.png")
+    return said
 
 
 @command
@@ -415,8 +437,17 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="a network's _target_ that the runs' configs may build (fashion_lab's own always)",
     )
+    parser.add_argument(
+        "--pareto",
+        metavar="FIGURE:DIRECTION,...",
+        help="the Pareto front over figures of results.json, e.g. "
+        "val_acc_best:max,parameters:min (pareto.md, pareto.png)",
+    )
     args = parser.parse_args(argv)
-    print(compare(args.directories, args.out, args.trust))
+    from fashion_lab.pareto import objectives_of
+
+    objectives = objectives_of(args.pareto, "--pareto") if args.pareto else None
+    print(compare(args.directories, args.out, args.trust, objectives))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ RECORD: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "resumes": ("list of objects",),
         "speed": ("object", "null"),
         "parameters": (INTEGER, "null"),
+        "macs_per_image": (INTEGER, "null"),
         "device": (TEXT, "null"),
         "precision": (TEXT, "null"),
         "batch_size": (INTEGER, "null"),

@@ -35,6 +35,7 @@ from omegaconf import DictConfig
 
 from fashion_lab import adapters
 from fashion_lab.errors import UserError
+from fashion_lab.pareto import front, objectives_of, plot, table
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class StudySweeper(Sweeper):
         heartbeat_interval: int = 10,
         grace_period: int = 30,
         max_retry: int | None = 3,
+        objectives: Mapping[str, str] | None = None,
     ) -> None:
         self.study_name = study_name
         self.storage = storage
@@ -209,6 +211,10 @@ class StudySweeper(Sweeper):
         self.heartbeat_interval = max(1, int(heartbeat_interval))
         self.grace_period = max(self.heartbeat_interval + 1, int(grace_period))
         self.max_retry = max_retry
+        # figure of results.json -> direction; several make the study multi-objective
+        self.objectives = objectives_of(objectives, "hydra.sweeper.objectives") or {
+            "val_acc_best": direction
+        }
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -271,12 +277,16 @@ class StudySweeper(Sweeper):
             earlier = 0
         # a sampler seeded as before would propose the same first parameters again
         seed = None if self.seed is None else self.seed + earlier
+        pruner = self.pruner
+        if pruner is not None and len(self.objectives) > 1:
+            log.info("Optuna prunes no study of several objectives: hydra.sweeper.pruner unused.")
+            pruner = None
         return optuna.create_study(
             study_name=self.study_name,
             storage=storage,
             sampler=self.sampler(seed=seed),
-            pruner=self.pruner or optuna.pruners.NopPruner(),  # null: none
-            direction=self.direction,
+            pruner=pruner or optuna.pruners.NopPruner(),  # null: none
+            directions=list(self.objectives.values()),
             load_if_exists=True,
         )
 
@@ -469,8 +479,9 @@ class StudySweeper(Sweeper):
             if status == "interrupted" or (stopped and status != "completed"):
                 study.tell(trial.number, state=TrialState.FAIL)
                 self._retry()(study, study.trials[trial.number])
-            elif status == "completed" and record.get("val_acc_best") is not None:
-                study.tell(trial.number, record["val_acc_best"])
+            elif status == "completed" and all(record.get(f) is not None for f in self.objectives):
+                values = [float(record[f]) for f in self.objectives]
+                study.tell(trial.number, values if len(values) > 1 else values[0])
             elif status == "pruned":
                 study.tell(trial.number, state=TrialState.PRUNED)
             else:
@@ -481,6 +492,26 @@ class StudySweeper(Sweeper):
                 "was late): that process queued it again; hydra.sweeper.grace_period longer "
                 "than a save of a checkpoint avoids this."
             )
+
+    def _front(self, study: Any, sweep_dir: Path) -> list[dict[str, Any]]:
+        """The study's Pareto front, said as a table and drawn (pareto.md and pareto.png in the
+        sweep directory) from the records of its trials' jobs."""
+        from fashion_lab.results import read_results
+
+        records = []
+        for trial in finished(study.trials):
+            job = next(iter(sweep_dir.glob(f"{job_number(trial)}_*")), None)
+            if job is not None and (record := read_results(job)):
+                records.append(record | {"trial": trial.number})
+        best = front(records, self.objectives)
+        said = table(best, self.objectives)
+        (sweep_dir / "pareto.md").write_text(said + "\n")
+        if len(records) > 1:
+            plot(records, self.objectives, sweep_dir / "pareto.png")
+        log.info(
+            f"Pareto front of {study.study_name} ({len(best)} of {len(records)} trials):\n{said}"
+        )
+        return [{"trial": r["trial"], **{f: r[f] for f in self.objectives}} for r in best]
 
     def _report(self, study: Any, sweep_dir: Path, url: str) -> None:
         from optuna.trial import TrialState
@@ -496,7 +527,9 @@ class StudySweeper(Sweeper):
                 "processes sharing it started their last ones at the same moment."
             )
         results: dict[str, Any] = {"name": study.study_name, "storage": url, "trials": counts}
-        if counts["complete"]:
+        if counts["complete"] and len(self.objectives) > 1:
+            results["pareto_front"] = self._front(study, sweep_dir)
+        elif counts["complete"]:
             results |= {"best_params": study.best_params, "best_value": study.best_value}
             results["best_trial"] = study.best_trial.number
             log.info(f"Best of {study.study_name}: {study.best_value} with {study.best_params}")

@@ -7,6 +7,7 @@ The run's life around the pipeline (lock, signals, status, results.json) is
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -16,9 +17,10 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 
-from fashion_lab import build, search, stops
+from fashion_lab import build, receptive, search, stops
 from fashion_lab.callbacks import (
     ConfigPrinter,
     FirstStep,
@@ -78,11 +80,21 @@ class Parts:
         """What the record says of them: size, device, precision, batches."""
         return {
             "parameters": sum(p.numel() for p in self.module.net.parameters()),
+            "macs_per_image": macs_per_image(self.module.net),
             "device": str(self.trainer.strategy.root_device),
             "precision": str(self.trainer.precision),
             "batch_size": self.datamodule.batch_size,
             "steps_per_call": self.module.steps_per_call,
         }
+
+
+def macs_per_image(net: torch.nn.Module) -> int | None:
+    """The network's multiply-adds per 28x28 image, counted on a copy in eval mode (the run's
+    own batch-norm statistics stay untouched); None for a network fx cannot trace."""
+    try:
+        return receptive.summary(copy.deepcopy(net).eval())["macs"]
+    except Exception:  # a compiled or untraceable network: not counted
+        return None
 
 
 def assemble(plan: Plan, recorder: RunRecorder) -> Parts:

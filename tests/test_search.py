@@ -250,3 +250,26 @@ def test_a_trial_whose_process_was_killed_is_continued_by_another(slow_enough_da
     record = json.loads((job / "results.json").read_text())
     assert record["resumes"][0]["at_epoch"] >= 1 and record["epochs"] == 3, "from its checkpoint"
     assert record["val_acc_best"] == study.trials[1].value
+
+
+@pytest.mark.slow
+def test_a_study_of_two_objectives_shows_its_pareto_front(tiny_data, tmp_path):
+    objectives = "hydra.sweeper.objectives={val_acc_best: maximize, parameters: minimize}"
+    args = _sweep_args(tiny_data, tmp_path, 4, 1, objectives, "model.width=choice(4,8,16)")
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="fashion_lab", storage=_storage(tmp_path))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    summary = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text())
+    front = {t["trial"]: (t["val_acc_best"], t["parameters"]) for t in summary["pareto_front"]}
+    assert front == {t.number: tuple(t.values) for t in study.best_trials}
+    for trial in study.trials:  # none outside the front beats one on it on both figures
+        acc, size = trial.values
+        assert not any(a <= acc and s >= size and (a, s) != (acc, size) for a, s in front.values())
+    assert (
+        "| run | val_acc_best (max) | parameters (min) |"
+        in (tmp_path / "search" / "pareto.md").read_text()
+    )
+    assert (tmp_path / "search" / "pareto.png").stat().st_size > 5_000
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "search").glob("0_*/results.json")]
+    assert record["macs_per_image"] > 0
