@@ -273,3 +273,56 @@ def test_a_study_of_two_objectives_shows_its_pareto_front(tiny_data, tmp_path):
     assert (tmp_path / "search" / "pareto.png").stat().st_size > 5_000
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "search").glob("0_*/results.json")]
     assert record["macs_per_image"] > 0
+
+
+def _dashboard(storage: str, path: str) -> dict:
+    """GET `path` from optuna-dashboard's own API, its server run on loopback over `storage`."""
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    import optuna_dashboard
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(storage), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}{path}"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return json.loads(answer.read())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "two objectives", "postgresql"])
+def test_optuna_dashboard_reads_the_study(tiny_data, tmp_path, kind, request):
+    storage = request.getfixturevalue("postgres_url") if kind == "postgresql" else ""
+    storage = storage or _storage(tmp_path)
+    extra = ["model.width=choice(4,8,16)"]
+    if kind == "two objectives":
+        extra.append("hydra.sweeper.objectives={val_acc_best: maximize, parameters: minimize}")
+    args = _sweep_args(tiny_data, tmp_path, 2, 2, *extra, storage=storage)
+    if kind != "two objectives":  # the median pruner: each epoch's val/acc reported to the study
+        args.remove("hydra.sweeper.pruner=null")  # (it prunes none of the first 3 trials)
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [summary] = _dashboard(storage, "/api/studies")["study_summaries"]
+    assert summary["study_name"] == "fashion_lab"
+    directions = ["maximize", "minimize"] if kind == "two objectives" else ["maximize"]
+    assert summary["directions"] == directions
+    detail = _dashboard(storage, f"/api/studies/{summary['study_id']}")
+    study = optuna.load_study(study_name="fashion_lab", storage=storage)
+    assert len(detail["trials"]) == len(study.trials) == 2
+    for shown, trial in zip(detail["trials"], study.trials, strict=True):
+        assert shown["state"] == "Complete" and shown["values"] == list(trial.values)
+        params = {p["name"]: p["param_external_value"] for p in shown["params"]}
+        assert params["model.width"] == str(trial.params["model.width"])
+        if kind != "two objectives":  # per-epoch val/acc, as the pruner saw it
+            steps = [v["step"] for v in shown["intermediate_values"]]
+            assert steps == [0, 1], shown["intermediate_values"]
