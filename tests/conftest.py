@@ -204,43 +204,16 @@ def signal_after_a_checkpoint(
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL server of Debian's `postgresql` package on loopback, started for the tests
-    and stopped after them: (its bin directory, port). Skipped where no server is installed."""
-    import shutil
-    import socket
-    import tempfile
+    and stopped after them. Skipped where no server is installed."""
+    from postgres import PostgresServer
 
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not found:
+    if PostgresServer.bin_dir() is None:
         pytest.skip("no PostgreSQL server here (apt-get install postgresql)")
-    bin_dir = found[-1].parent
-    root = Path(tempfile.mkdtemp(prefix="fashion_lab_pg_"))  # /tmp: the server's user reaches it
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb: not root
-    if as_user:
-        shutil.chown(root, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(root / "data")]
-    initdb = [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "postgres"]
-    subprocess.run([*as_user, *initdb, "--auth=trust"], check=True, capture_output=True)
-    options = f"-p {port} -h 127.0.0.1 -k {root} -c max_connections=200"
-    start = [*run, "-l", str(root / "log"), "-w", "-o", options, "start"]
-    subprocess.run(start, check=True, capture_output=True)
-    yield bin_dir, port
-    subprocess.run([*run, "-m", "fast", "-w", "stop"], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     """A new, empty database on the test server, as a storage URL."""
-    import uuid
-
-    bin_dir, port = postgres_server
-    name = f"study_{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name],
-        check=True,
-        capture_output=True,
-    )
-    return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+    return postgres_server.new_database()
