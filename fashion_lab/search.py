@@ -17,6 +17,9 @@ Optuna's pruner (a median pruner by default) stops a trial that falls behind, wh
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -300,8 +303,36 @@ class StudySweeper(Sweeper):
         workers = self.n_jobs if self._jobs_elsewhere() else 1
         if workers > 1:
             log.info(f"{workers} trials at a time, each started when one ends")
-        self._work(study, space, fixed, sweep_dir, workers)
+        helpers = []
+        if workers > 1 and "joblib" in type(self.launcher).__module__:
+            # joblib runs no parallel loop below a thread: the other workers are processes
+            helpers = [self._helper(sweep_dir, url, i) for i in range(1, workers)]
+            workers = 1
+        try:
+            self._work(study, space, fixed, sweep_dir, workers)
+        finally:
+            for i, helper in enumerate(helpers, 1):
+                if helper.wait() not in (0, 1, 130):
+                    log.warning(
+                        f"Search worker {i} ended with {helper.returncode}: its log is "
+                        f"{sweep_dir / f'worker{i}.log'}."
+                    )
         self._report(study, sweep_dir, url)
+
+    def _helper(self, sweep_dir: Path, url: str, index: int) -> subprocess.Popen:
+        """This search's command again, as one more process sharing the study: its jobs in
+        itself, one at a time (its output in the sweep directory's worker<index>.log)."""
+        from fashion_lab.sweep import LAUNCHER_PID
+
+        mine = ("hydra/launcher=", "hydra.launcher.", "hydra.sweeper.n_jobs=", "hydra.sweep.dir=")
+        args = [a for a in sys.argv[1:] if not a.startswith((*mine, "hydra.sweeper.storage="))]
+        args += ["hydra/launcher=basic", "hydra.sweeper.n_jobs=1"]
+        args += [f"hydra.sweep.dir='{sweep_dir}'", f"hydra.sweeper.storage='{url}'"]
+        env = {k: v for k, v in os.environ.items() if k != LAUNCHER_PID}  # its jobs are its own
+        output = (sweep_dir / f"worker{index}.log").open("w")
+        return subprocess.Popen(
+            [sys.executable, "-m", "fashion_lab", *args], stdout=output, stderr=output, env=env
+        )
 
     def _jobs_elsewhere(self) -> bool:
         """Whether the launcher runs jobs in processes of their own (joblib, submitit, SLURM),
