@@ -307,9 +307,8 @@ class StudySweeper(Sweeper):
         if workers > 1 and "joblib" in type(self.launcher).__module__:
             # joblib runs no parallel loop below a thread: the other workers are processes
             helpers = [self._helper(sweep_dir, url, i) for i in range(1, workers)]
-            workers = 1
         try:
-            self._work(study, space, fixed, sweep_dir, workers)
+            self._work(study, space, fixed, sweep_dir, 1 if helpers else workers)
         finally:
             for i, helper in enumerate(helpers, 1):
                 if helper.wait() not in (0, 1, 130):
@@ -356,7 +355,7 @@ class StudySweeper(Sweeper):
             try:
                 while not stopped.is_set():
                     with lock:  # this process's workers ask and count one at a time
-                        batch = self._next_batch(study, space, 1 if workers > 1 else self.n_jobs)
+                        batch = self._next_batch(study, space, 1)
                     if batch is None:
                         return
                     if not batch:  # other processes' trials still run: one may be queued again
