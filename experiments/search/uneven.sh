@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# An uneven search (the cnn, trials of 1 or 4 epochs, drawn by a seeded random sampler: the same
-# trials in every checkout) with two jobs at a time on the parallel launcher, for each checkout
-# given, in the order given: its wall time and the epochs its trials ran, in trial order.
+# An uneven search (the cnn, trials of 1 or 4 epochs drawn by a seeded random sampler: the
+# lockstep code draws the same trials each time, the asynchronous code's two processes each
+# draw their own) with two jobs at a time on the parallel launcher, for each checkout given,
+# in the order given: its wall time and the epochs its trials ran, in trial order.
 #   git worktree add /tmp/before b3a3b00
 #   bash experiments/search/uneven.sh /tmp/before . /tmp/before .
 # Each checkout runs with this repository's .venv; the data: 8,000 synthetic training images.
