@@ -118,6 +118,9 @@ def outside(space: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
     return None
 
 
+WAIT = "wait"
+"""`_next_trial`'s answer while only other processes' trials are left to end."""
+
 OPEN_TRIES = 5
 """Tries at opening the study: processes started together race to create its tables and row."""
 
@@ -142,7 +145,7 @@ def finished(trials: Sequence[Any]) -> list[Any]:
     of an earlier one nor one that a later trial retries."""
     from optuna.trial import TrialState
 
-    again = {retried(t) for t in trials} | {n for t in trials for n in retry_history(t)}
+    again = {n for t in trials for n in retry_history(t)}  # the retried ones, first included
     return [
         t
         for t in trials
@@ -157,19 +160,18 @@ def retry_history(trial: Any) -> list[int]:
 
 
 @contextmanager
-def heartbeats(storage: Any, trials: Sequence[Any], interval: float) -> Iterator[None]:
-    """Record the trials' heartbeats in the study's storage every `interval` seconds while their
-    jobs run, so that other processes sharing the study see that they are alive."""
-    ids = [adapters.optuna_trial_id(t) for t in trials]
+def heartbeat(storage: Any, trial: Any, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat in the study's storage every `interval` seconds while its
+    job runs, so that other processes sharing the study see that it is alive."""
+    trial_id = adapters.optuna_trial_id(trial)
     stop = threading.Event()
 
     def beat() -> None:
         while True:
-            for trial_id in ids:
-                try:
-                    storage.record_heartbeat(trial_id)
-                except Exception as e:  # a database that hiccups: the next beat tries again
-                    log.debug("heartbeat not recorded: %r", e)
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as e:  # a database that hiccups: the next beat tries again
+                log.debug("heartbeat not recorded: %r", e)
             if stop.wait(interval):
                 return
 
@@ -355,13 +357,13 @@ class StudySweeper(Sweeper):
             try:
                 while not stopped.is_set():
                     with lock:  # this process's workers ask and count one at a time
-                        batch = self._next_batch(study, space, 1)
-                    if batch is None:
+                        trial = self._next_trial(study, space)
+                    if trial is None:
                         return
-                    if not batch:  # other processes' trials still run: one may be queued again
+                    if trial is WAIT:  # other processes' trials still run: one may be queued
                         stopped.wait(self.heartbeat_interval)
-                    elif not self._launch(study, batch, fixed, sweep_dir):
-                        stopped.set()  # Ctrl-C: the trials are queued again, to continue
+                    elif not self._launch(study, trial, fixed, sweep_dir):
+                        stopped.set()  # Ctrl-C: its trial is queued again, to continue
             except BaseException as e:
                 errors.append(e)
                 stopped.set()
@@ -373,27 +375,23 @@ class StudySweeper(Sweeper):
             for thread in threads:
                 thread.start()
             while any(t.is_alive() for t in threads):  # the main thread takes Ctrl-C
-                threads[0].join(0.2) if threads[0].is_alive() else time.sleep(0.2)
+                time.sleep(0.2)
         if errors:
             raise errors[0]
 
-    def _next_batch(self, study: Any, space: Mapping[str, Any], size: int) -> list[Any] | None:
-        """Up to `size` trials to run now: trials queued again first, then new ones while the
-        finished and running ones fall short of n_trials; [] to wait for the trials other
-        processes are running (one of them may be queued again); None when the study is done.
-        """
+    def _next_trial(self, study: Any, space: Mapping[str, Any]) -> Any:
+        """The trial to run now: one queued again first, then a new one while the finished and
+        running ones fall short of n_trials; WAIT while other processes' trials run (one of
+        them may be queued again); None when the study is done."""
         from optuna.trial import TrialState
 
         self._fail_stale(study)
-        batch: list[Any] = []
-        for _ in range(100 * size):  # proposals already tried are skipped, not run
-            if len(batch) == size:
-                break
+        for _ in range(100):  # proposals already tried are skipped, not run
             trials = study.get_trials(deepcopy=False)
             queued = any(t.state == TrialState.WAITING for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if not queued and len(finished(trials)) + running >= self.n_trials:
-                break
+                return WAIT if running else None
             asked = study.ask(space)
             trials = self._settled(study, asked.number)
             trial = trials[asked.number]  # frozen: its system attrs
@@ -405,14 +403,9 @@ class StudySweeper(Sweeper):
                 asked.set_user_attr("duplicate_of", earlier)  # not run twice, nor counted
                 study.tell(trial.number, state=TrialState.FAIL)
                 continue
-            batch.append(trial)
-        else:
-            log.warning("Stopping the search: the sampler proposes only parameters already tried.")
-            return batch or None
-        if batch:
-            return batch
-        others = any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
-        return [] if others else None
+            return trial
+        log.warning("Stopping the search: the sampler proposes only parameters already tried.")
+        return None
 
     @staticmethod
     def _settled(study: Any, number: int) -> list[Any]:
@@ -456,42 +449,23 @@ class StudySweeper(Sweeper):
             warnings.simplefilter("ignore")
             optuna.storages.fail_stale_trials(study)
 
-    def _launch(
-        self, study: Any, trials: list[Any], fixed: Mapping[str, str], sweep_dir: Path
-    ) -> bool:
-        """Run the trials' jobs (job number = trial number, or the retried trial's) and tell the
-        study how each ended; False when the sweep was stopped."""
+    def _launch(self, study: Any, trial: Any, fixed: Mapping[str, str], sweep_dir: Path) -> bool:
+        """Run the trial's job (job number = trial number, or the retried trial's) and tell the
+        study how it ended; False when the sweep was stopped."""
         from fashion_lab import sweep as sweep_module
 
-        trials = sorted(trials, key=job_number)
-        runs: list[list[Any]] = []
-        for trial in trials:  # the launcher numbers a call's jobs from its first one
-            if runs and job_number(runs[-1][-1]) + 1 == job_number(trial):
-                runs[-1].append(trial)
-            else:
-                runs.append([trial])
-        stopped = False
-        for run in runs:
-            if retried(run[0]) is not None:
-                log.info(f"Trial {run[0].number} continues trial {job_number(run[0])}")
-            overrides = [
-                [
-                    *(f"{k}={v}" for k, v in fixed.items()),
-                    *(f"{k}={v}" for k, v in t.params.items()),
-                ]
-                for t in run
-            ]
-            try:
-                if not stopped:
-                    with heartbeats(self.rdb, run, self.heartbeat_interval):
-                        self.launcher.launch(overrides, initial_job_idx=job_number(run[0]))
-            except BaseException:  # a job in this process stopped the sweep: queued again
-                for trial in run:
-                    self._tell(study, trial, sweep_dir, stopped=True)
-                raise
-            stopped = stopped or sweep_module.sweep_stopped(sweep_dir)
-            for trial in run:
-                self._tell(study, trial, sweep_dir, stopped)
+        if retried(trial) is not None:
+            log.info(f"Trial {trial.number} continues trial {job_number(trial)}")
+        overrides = [*(f"{k}={v}" for k, v in fixed.items())]
+        overrides += [f"{k}={v}" for k, v in trial.params.items()]
+        try:
+            with heartbeat(self.rdb, trial, self.heartbeat_interval):
+                self.launcher.launch([overrides], initial_job_idx=job_number(trial))
+        except BaseException:  # a job in this process stopped the sweep: queued again
+            self._tell(study, trial, sweep_dir, stopped=True)
+            raise
+        stopped = sweep_module.sweep_stopped(sweep_dir)
+        self._tell(study, trial, sweep_dir, stopped)
         return not stopped
 
     def _tell(self, study: Any, trial: Any, sweep_dir: Path, stopped: bool = False) -> None:
