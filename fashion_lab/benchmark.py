@@ -1,13 +1,15 @@
 """Speed of the framework against a hand-written PyTorch loop (and the Keras peer), in one run.
 
     python -m fashion_lab.benchmark [--epochs 3] [--repeats 1] [--keras-python PATH] [overrides...]
+    python -m fashion_lab.benchmark --budget 300 [--seed 0] [--keras-python PATH] [overrides...]
 
 Overrides are the training command's (model=..., data.batch_size=..., trainer.precision=...,
 trainer=cpu|gpu). Both paths train the same network on the same data, batch size, device,
 precision and memory format; each epoch trains on the training split and evaluates the
 validation split. Epoch 1 is warm-up: the figures are over epochs 2..N. With --repeats R, R
 pairs of runs alternate which path goes first, and the figures are the median pair's. Prints a
-readable table and one JSON line.
+readable table and one JSON line. With --budget, the time-to-accuracy mode instead
+(fashion_lab/race.py): experiment=fast_cpu and the Keras peer, each given that many seconds.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -283,6 +293,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure R pairs of runs, alternating which path goes first; the ratio is the "
         "median pair's (on a noisy machine one pair's ratio can be off by 10%%)",
     )
+    parser.add_argument(
+        "--budget",
+        type=positive_float,
+        metavar="SECONDS",
+        help="time-to-accuracy mode: experiment=fast_cpu (with the overrides) and the Keras peer, "
+        "each a process given SECONDS of wall time; their test accuracy at it",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the seed of both runs of the --budget mode"
+    )
     parser.add_argument("overrides", nargs="*", help="training config overrides")
     return parser.parse_args(argv)
 
@@ -351,11 +371,26 @@ def report_of(
     return report
 
 
+def time_to_accuracy(args: argparse.Namespace) -> None:
+    """The --budget mode: both runs, a readable table and one JSON line."""
+    from fashion_lab import race
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = schema.check(compose_config(args.overrides, Path(tmp) / "run0"))
+        data_dir = build.datamodule(cfg).loaded().data_dir  # the files the peer reads too
+    report = race.race(args, data_dir, KERAS_PEER)
+    print(race.table(report))
+    print(json.dumps(report))
+
+
 @command
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
     if args.keras_python:
         check_keras_python(args.keras_python)
+    if args.budget is not None:
+        time_to_accuracy(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cfg, run, datamodule = prepare(args.epochs, args.overrides, tmp)
         pairs, framework_rss = pairs_of_runs(cfg, run, datamodule, args, tmp)

@@ -20,6 +20,7 @@ from torch import nn
 
 from fashion_lab import speed, trust
 from fashion_lab.adapters import locate, uncompiled_key
+from fashion_lab.budget import TimeBudget
 from fashion_lab.callbacks import EpochSeeder
 from fashion_lab.checkpoints import AtomicCheckpointIO, load_checkpoint
 from fashion_lab.data import FashionMNISTDataModule, Splits
@@ -155,9 +156,11 @@ def datamodule(
     return made(steps_per_call=steps_per_call, splits=splits)
 
 
-def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitClassifier:
-    """The LightningModule around `net`, with the configured optimizer and scheduler; `config`
-    (the run's, resolved) is stored in its checkpoints."""
+def module(
+    cfg: DictConfig, net: nn.Module, run: Settings, config: dict, budget: TimeBudget | None = None
+) -> LitClassifier:
+    """The LightningModule around `net`, with the configured optimizer and scheduler (spread
+    over `budget`'s time, if any); `config` (the run's, resolved) is stored in its checkpoints."""
     optimizer = instantiate(cfg.optimizer, "optimizer")  # first: the schedule reads its lr
     scheduler = instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
     compiled = bool(cfg.module.compile)
@@ -173,6 +176,8 @@ def module(cfg: DictConfig, net: nn.Module, run: Settings, config: dict) -> LitC
         gradient_clip_algorithm=run.trainer.get("gradient_clip_algorithm"),
         compiled=compiled,
         config=config,
+        budget=budget,
+        test_flips=cfg.module.test_flips,
     )
 
 

@@ -6,15 +6,17 @@ Every `results.json` below the given directories is one run; one that cannot be 
 and counted, never dropped silently. Runs are grouped by the overrides that vary between them,
 seeds excepted, so each group's seeds give a mean and a standard deviation, and each group's
 difference in mean test accuracy from the best group a 95% confidence interval (paired by seed
-where both groups have the same seeds). Writes leaderboard.md, leaderboard.csv,
-val_acc_per_epoch.png, test_acc_vs_parameters.png and difference_from_best.png (into --out, by
-default the first directory) and prints the table.
+where both groups have the same seeds), and its wall seconds to a validation accuracy (--to).
+Writes leaderboard.md, leaderboard.csv, val_acc_per_epoch.png, val_acc_vs_time.png,
+test_acc_vs_parameters.png and difference_from_best.png (into --out, by default the first
+directory) and prints the table. --rank time orders the groups by their time to --to.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +29,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from fashion_lab.callbacks import ACCURACY_MARKS
 from fashion_lab.cli import command
 from fashion_lab.config import check_writable
 from fashion_lab.errors import UserError
@@ -57,7 +60,11 @@ COLUMNS = (
     "rf",
     "train_time_s",
     "train_images_per_s",
+    "time_to_val_acc",
 )
+RANKINGS = ("test_acc", "time")
+"""What the rows are ordered by: mean test accuracy (highest first), or mean wall seconds to the
+validation accuracy of `--to` (fewest first; groups where a run never reached it last)."""
 
 
 def load_runs(directories: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -147,14 +154,35 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+def seconds_to(run: dict[str, Any], mark: float) -> float | None:
+    """The run's wall seconds from its start to its first validation accuracy of `mark` or
+    more (its record's `time_to_val_acc_s`), None if it never got there."""
+    return (run.get("time_to_val_acc_s") or {}).get(f"{mark:.2f}")
+
+
+def _time_to(runs: list[dict[str, Any]], mark: float) -> tuple[str, float]:
+    """The time-to-accuracy cell of a group's completed runs and its rank key (infinite where
+    a run never reached `mark`)."""
+    times = [seconds_to(r, mark) for r in runs]
+    reached = [t for t in times if t is not None]
+    if not times:
+        return "-", math.inf
+    cell = f"{mark:.0%}: {_mean_std(reached, digits=0)} s" if reached else f"{mark:.0%}: never"
+    if len(reached) < len(times):
+        cell += f" ({len(reached)} of {len(times)} got there)"
+    return cell, statistics.fmean(reached) if len(reached) == len(times) else math.inf
+
+
 def leaderboard(
     groups: dict[str, list[dict[str, Any]]],
     trusted: Sequence[str] = (),
     notes: list[str] | None = None,
+    rank: str = "test_acc",
+    mark: float = 0.93,
 ) -> list[dict[str, str]]:
-    """One row per group, best mean test accuracy first, from its completed runs only; a test
-    accuracy over part of the test split says so. A network that may not be rebuilt (`trust`)
-    adds its sentence to `notes`."""
+    """One row per group, from its completed runs only, best first by `rank` (`RANKINGS`); a
+    test accuracy over part of the test split says so. A network that may not be rebuilt
+    (`trust`) adds its sentence to `notes`."""
     from fashion_lab.results import partial_test
 
     rows = []
@@ -165,6 +193,7 @@ def leaderboard(
             return [float(r[key]) for r in runs if r.get(key) is not None]
 
         test = values("test_acc")
+        time_cell, time_key = _time_to(done, mark)
         partial = sorted({partial_test(r) for r in done} - {""})
         arch = architecture(runs[0], trusted)
         if isinstance(arch, str):
@@ -183,10 +212,11 @@ def leaderboard(
                 "rf": str(arch["rf"]) if arch else "-",
                 "train_time_s": _mean_std(values("train_time_s"), digits=1),
                 "train_images_per_s": _mean_std(values("train_images_per_s"), digits=0),
-                "_sort": statistics.fmean(test) if test else -1.0,
+                "time_to_val_acc": time_cell,
+                "_sort": time_key if rank == "time" else -statistics.fmean(test) if test else 1.0,
             }
         )
-    rows.sort(key=lambda row: row.pop("_sort"), reverse=True)
+    rows.sort(key=lambda row: row.pop("_sort"))
     return rows
 
 
@@ -243,9 +273,15 @@ def _vs_best(d: dict[str, Any] | None) -> str:
 def add_differences(
     rows: list[dict[str, str]], groups: dict[str, list[dict[str, Any]]]
 ) -> dict[str, dict[str, Any] | None]:
-    """Fill each row's `vs_best` (the best is the first row with a test accuracy); return the
-    intervals by group."""
+    """Fill each row's `vs_best` (the best: the group of the highest mean test accuracy, however
+    the rows are ranked); return the intervals by group."""
+
+    def mean_test(name: str) -> float:
+        tested = [r.get("test_acc") for r in groups[name] if r.get("status") == "completed"]
+        return statistics.fmean(t for t in tested if t is not None)
+
     tested = [row["group"] for row in rows if row["test_acc"] != "-"]
+    tested.sort(key=mean_test, reverse=True)
     intervals: dict[str, dict[str, Any] | None] = {}
     for row in rows:
         name = row["group"]
@@ -292,6 +328,7 @@ def markdown(rows: list[dict[str, str]]) -> str:
         "receptive field",
         "train s",
         "train img/s",
+        "s to val acc",
     )
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
@@ -340,6 +377,34 @@ def plot_val_curves(
     return drawn
 
 
+def plot_val_against_time(groups: dict[str, list[dict[str, Any]]], path: Path) -> int:
+    """Each completed run's validation accuracy against its wall seconds from its start (one
+    line per run, a colour per group); returns the runs drawn."""
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    drawn = 0
+    for index, (name, runs) in enumerate(groups.items()):
+        for number, run in enumerate(r for r in runs if r.get("status") == "completed"):
+            points = [
+                (h["elapsed_s"], h["val/acc"] * 100)
+                for h in run.get("history", [])
+                if h.get("elapsed_s") is not None and h.get("val/acc") is not None
+            ]
+            if points:
+                label = name if number == 0 else None
+                ax.plot(*zip(*points, strict=True), color=f"C{index}", alpha=0.7, label=label)
+                drawn += 1
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], 80))
+    _save(
+        fig,
+        ax,
+        path,
+        "wall seconds from the run's start",
+        "validation accuracy (%)",
+        "Validation accuracy against wall time (one line per run)",
+    )
+    return drawn
+
+
 def plot_accuracy_vs_parameters(groups: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """Each completed run's test accuracy against its parameter count."""
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
@@ -369,15 +434,17 @@ def compare(
     out: str | Path | None = None,
     trusted: Sequence[str] = (),
     pareto: Mapping[str, str] | None = None,
+    rank: str = "test_acc",
+    mark: float = 0.93,
 ) -> str:
     """Write the leaderboard and plots; return the Markdown table, and beneath it the runs not
     ranked (diverged, at chance), the results.json files left out and what was not rebuilt;
     with `pareto` ({figure: direction}), the completed runs' Pareto front too (pareto.md,
-    pareto.png)."""
+    pareto.png). `rank` and `mark`: see `leaderboard`."""
     runs, unreadable = load_runs(directories)
     groups = group_runs(runs)
     notes: list[str] = []
-    rows = leaderboard(groups, trusted, notes)
+    rows = leaderboard(groups, trusted, notes, rank, mark)
     intervals = add_differences(rows, groups)
     out = Path(out or directories[0])
     check_writable(out, "--out")
@@ -403,6 +470,7 @@ def compare(
         writer.writerows(rows)
     plot_val_curves(groups, out / "val_acc_per_epoch.png")
     plot_accuracy_vs_parameters(groups, out / "test_acc_vs_parameters.png")
+    plot_val_against_time(groups, out / "val_acc_vs_time.png")
     best = next((row["group"] for row in rows if row["vs_best"] == "best"), "the best")
     plot_differences(intervals, best, out / "difference_from_best.png")
     return report
@@ -443,11 +511,24 @@ def main(argv: list[str] | None = None) -> None:
         help="the Pareto front over figures of results.json, e.g. "
         "val_acc_best:max,parameters:min (pareto.md, pareto.png)",
     )
+    parser.add_argument(
+        "--rank",
+        choices=RANKINGS,
+        default="test_acc",
+        help="order the groups by mean test accuracy, or by mean wall seconds to --to",
+    )
+    parser.add_argument(
+        "--to",
+        type=float,
+        choices=ACCURACY_MARKS,
+        default=0.93,
+        help="the validation accuracy whose time from each run's start is shown (and ranked)",
+    )
     args = parser.parse_args(argv)
     from fashion_lab.pareto import objectives_of
 
     objectives = objectives_of(args.pareto, "--pareto") if args.pareto else None
-    print(compare(args.directories, args.out, args.trust, objectives))
+    print(compare(args.directories, args.out, args.trust, objectives, args.rank, args.to))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from fashion_lab.checkpoints import BEST, resolve_checkpoint
 from fashion_lab.config import REPO_ROOT, compose_stored, read_command_line
 from fashion_lab.data import CLASS_NAMES, FashionMNISTDataModule
 from fashion_lab.errors import UserError
+from fashion_lab.module import outputs
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Trained:
         out = []
         for i in range(0, len(images), batch_size):
             x = (images[i : i + batch_size].to(self.device).float() - self.mean) / self.std
-            out.append(self.net(x).float().softmax(dim=1).cpu())
+            logits = outputs(self.net, x, bool(self.cfg.module.get("test_flips")))
+            out.append(logits.float().softmax(dim=1).cpu())
         return torch.cat(out) if out else torch.empty(0, len(CLASS_NAMES))
 
 

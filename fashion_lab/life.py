@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab import search, stops, sweep
+from fashion_lab.budget import since_start
 from fashion_lab.callbacks import RunRecorder
 from fashion_lab.checkpoints import LAST, resolve_checkpoint
 from fashion_lab.errors import RunInterrupted, UserError, no_space
@@ -78,7 +79,8 @@ class RunRecord:
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.job = Job.current()
-        self.recorder = RunRecorder()
+        # the run's clock starts with its process (a sweep job's: with the job)
+        self.recorder = RunRecorder(started=time.time() if self.job.sweeping else None)
         self.results: dict[str, Any] = {
             "status": "running",
             "model": cfg.model_name,
@@ -232,6 +234,7 @@ class RunRecord:
         if results.get("val_acc_best") is None and best is not None:
             results["val_acc_best"] = best  # a run stopped in flight keeps its figures
         results.update(figures, wall_time_s=round(time.perf_counter() - started, 2))
+        results["elapsed_s"] = round(since_start(self.recorder.started), 2)
         results["finished_at"] = time.time()
         failed = results["status"] != "completed"
         name = "results.failed.json" if self.finished and failed else "results.json"

@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fashion_lab.adapters import count_stepped_batches, has_trainer
+from fashion_lab.budget import TimeBudget
 from fashion_lab.data import CLASS_NAMES
 from fashion_lab.errors import UserError, settings_to_change, shown
 from fashion_lab.figures import confusion_matrix_figure, prediction_grid_figure
@@ -86,6 +87,14 @@ def backward_is_plain(trainer: pl.Trainer) -> bool:
         and not any(is_overridden(h, module) for h in (*BACKWARD_HOOKS, "backward"))
         and not any(is_overridden(h, c) for c in trainer.callbacks for h in BACKWARD_HOOKS)
     )
+
+
+def outputs(net: nn.Module, x: torch.Tensor, flips: bool = False) -> torch.Tensor:
+    """The network's logits for `x`; with `flips`, the mean of the logits of each image and of
+    its mirror image (test-time augmentation, for classes that look alike mirrored)."""
+    if not flips:
+        return net(x)
+    return (net(x) + net(x.flip(-1))) / 2
 
 
 def tag_safe(name: str) -> str:
@@ -188,6 +197,10 @@ class LitClassifier(pl.LightningModule):
         compiled: `net` is `torch.compile`d (Lightning's summary then runs no example input).
         config: the composed run config, stored in every checkpoint so that a checkpoint
             alone rebuilds its model.
+        budget: the run's time budget: the schedule then follows the share of the training
+            time spent, where that is ahead of the share of its steps taken.
+        test_flips: outside training (validation, test, prediction), average the logits of
+            each image and its mirror image.
     """
 
     def __init__(
@@ -205,8 +218,13 @@ class LitClassifier(pl.LightningModule):
         gradient_clip_algorithm: str | None = None,
         compiled: bool = False,
         config: dict | None = None,
+        budget: TimeBudget | None = None,
+        test_flips: bool = False,
     ) -> None:
         super().__init__()
+        self.test_flips = test_flips
+        self.budget = budget
+        self._schedule_length = 0  # the scheduler's steps (its total_steps or T_max)
         self.steps_per_call = steps_per_call
         self.automatic_optimization = steps_per_call == 1
         self.gradient_clip_val = gradient_clip_val
@@ -248,7 +266,7 @@ class LitClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return outputs(self.net, x, self.test_flips and not self.training)
 
     def _loss_and_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -368,7 +386,7 @@ class LitClassifier(pl.LightningModule):
                 )
             optimizer.step()
             if scheduler is not None:
-                scheduler.step()
+                self.lr_scheduler_step(scheduler, None)
         count_stepped_batches(self.trainer, stepped - 1)  # Lightning adds one after this call
         return loss, lr
 
@@ -509,6 +527,9 @@ class LitClassifier(pl.LightningModule):
             )
         before = [dict(group) for group in optimizer.param_groups]
         scheduler = _build("scheduler", self.scheduler_factory, optimizer=optimizer, **length)
+        self._schedule_length = int(
+            getattr(scheduler, "total_steps", None) or getattr(scheduler, "T_max", None) or 0
+        )
         configured = ((self.config or {}).get("optimizer") or {}).keys()
         if taken := taken_over(before, optimizer.param_groups, configured):
             log.warning(f"{type(scheduler).__name__} {taken}.")
@@ -516,6 +537,20 @@ class LitClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """One step of the schedule; under a time budget, as many as bring it to the share of
+        the training time spent (each step as the scheduler computes it, so any schedule with a
+        length follows the time), its last position held once the time is spent."""
+        length = self._schedule_length
+        if self.budget is None or not length or metric is not None:
+            super().lr_scheduler_step(scheduler, metric)
+            return
+        share = self.budget.share()
+        last = length - 1  # the schedule's final rate (its step `length` is past the end)
+        target = last if share >= 1 else max(scheduler.last_epoch + 1, round(share * last))
+        while scheduler.last_epoch < min(target, length):
+            scheduler.step()
 
     def train_batches_per_epoch(self) -> int:
         """The batches (optimizer steps) an epoch trains on. Lightning counts training calls,

@@ -61,9 +61,13 @@ RECORD: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "test_acc_per_class": ("object of numbers",),
         "finished_at": (NUMBER, "null"),
         "wall_time_s": (NUMBER, "null"),
+        "elapsed_s": (NUMBER, "null"),
         "train_time_s": (NUMBER, "null"),
         "train_images_per_s": (NUMBER, "null"),
         "history": ("list of epochs",),
+        "time_to_val_acc_s": ("object of numbers",),
+        "budget_s": (NUMBER, "null"),
+        "budget_ran_out": ("bool", "null"),
     }
 )
 """results.json's description: what the run writes, and what compare and a resume accept.
@@ -86,6 +90,8 @@ def _fits(value: Any, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == TEXT:
         return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
     if kind == "object":
         return isinstance(value, dict)
     if kind == "list of strings":

@@ -8,6 +8,7 @@ optimizer, scheduler, callbacks, loggers) are checked against their own signatur
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,7 @@ class ModuleConfig:
     steps_per_call: int | None = None
     channels_last: bool | None = None
     compile: bool = False
+    test_flips: bool = False
 
     def __post_init__(self) -> None:
         smoothing = self.label_smoothing
@@ -136,6 +138,8 @@ class Config:
     train: bool = True
     test: bool = True
     ckpt_path: str | None = None
+    # the run's wall seconds from the process's start, test included (fashion_lab/budget.py)
+    budget_s: float | None = None
     print_config: bool = True
     # the name a run is filed under: its network's class or builder, e.g. cnn, TinyNet
     model_name: str = "${fashion_lab.target_name:${oc.select:model._target_,''}}"
@@ -157,6 +161,13 @@ class Config:
             "seed",
             f"an integer from 0 to {MAX_SEED}, or null for an unseeded run",
             self.seed,
+        )
+        budget = self.budget_s
+        _require(
+            budget is None or (math.isfinite(budget) and budget > 0),
+            "budget_s",
+            "a positive number of seconds, or null for no time budget",
+            budget,
         )
         if not self.train and not self.test:
             raise ConfigError(

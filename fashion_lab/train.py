@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from fashion_lab import build, receptive, search, stops
+from fashion_lab.budget import TimeBudget
 from fashion_lab.callbacks import (
     ConfigPrinter,
     FirstStep,
@@ -75,10 +76,12 @@ class Parts:
     trainer: pl.Trainer
     recorder: RunRecorder
     first_step: FirstStep
+    budget: TimeBudget | None = None
 
     def described(self) -> dict[str, Any]:
-        """What the record says of them: size, device, precision, batches."""
+        """What the record says of them: size, device, precision, batches, time budget."""
         return {
+            "budget_s": self.budget.seconds if self.budget else None,
             "parameters": sum(p.numel() for p in self.module.net.parameters()),
             "macs_per_image": macs_per_image(self.module.net),
             "device": str(self.trainer.strategy.root_device),
@@ -109,12 +112,32 @@ def assemble(plan: Plan, recorder: RunRecorder) -> Parts:
     callbacks += build.seeding(cfg.seed)  # before the network: its weights come from the seed
     if start.sweeping and cfg.train and (pruning := job_pruning()) is not None:
         callbacks.append(pruning)
+    budget = time_budget(plan, recorder.started)
     net = build.network(cfg.model)
     first_step = FirstStep(network_files(net), list(start.overrides), plan.config)
-    module = build.module(cfg, net, settings, plan.config)
-    trainer = build.trainer(cfg, settings, [*callbacks, first_step])
+    module = build.module(cfg, net, settings, plan.config, budget)
+    trainer = build.trainer(cfg, settings, [*callbacks, first_step, *filter(None, [budget])])
     datamodule = build.datamodule(cfg, settings.steps_per_call, plan.splits)
-    return Parts(datamodule, module, trainer, recorder, first_step)
+    return Parts(datamodule, module, trainer, recorder, first_step, budget)
+
+
+def time_budget(plan: Plan, started: float) -> TimeBudget | None:
+    """The run's time budget (`budget_s`), or None.
+
+    Raises:
+        UserError: a budget for a resumed run, whose time is not counted from its start.
+    """
+    if plan.cfg.budget_s is None or not plan.cfg.train:
+        return None
+    if plan.start.resume is not None:
+        raise UserError(
+            f"budget_s={plan.cfg.budget_s:g} counts from a run's start, and this run resumes "
+            "from a checkpoint; resume it without a budget: budget_s=null."
+        )
+    test_images = len(plan.splits.tensors["test"][1])
+    return TimeBudget(
+        plan.cfg.budget_s, test_images, plan.cfg.data.eval_batch_size, started=started
+    )
 
 
 def fit(parts: Parts, plan: Plan, results: dict[str, Any]) -> dict[str, float]:
@@ -138,6 +161,8 @@ def fit(parts: Parts, plan: Plan, results: dict[str, Any]) -> dict[str, float]:
         metrics["val/loss"] = validated[-1]["val/loss"]
         metrics["val/acc_best"] = max(h["val/acc"] for h in validated)
     results["epochs"] = trainer.current_epoch
+    if parts.budget is not None:
+        results["budget_ran_out"] = parts.budget.ran_out
     classes = len(parts.module.class_names)
     steps = trainer.global_step
     if why := no_better_than_chance(

@@ -397,6 +397,7 @@ def test_compare_takes_any_record_its_description_allows(tmp_path):
         "an integer": lambda: rng.choice([0, 1, 7, 10**12]),
         "a string": lambda: rng.choice(["", "cnn", "x=1"]),
         "null": lambda: None,
+        "bool": lambda: rng.choice([True, False]),
         "status": lambda: rng.choice(STATUSES),
         "object": lambda: {"k": rng.choice([1, "v", None])},
         "list of strings": lambda: rng.choice([[], ["model=cnn"], ["seed=1", "x"]]),
