@@ -123,7 +123,8 @@ def test_help_names_the_program_its_commands_and_every_option():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("fashion_lab: train and compare Fashion-MNIST classifiers")
     assert "python -m fashion_lab -m model=cnn,dilated_v2 seed=0,1,2" in done.stdout
-    assert "model: cnn, dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, resnet" in done.stdout
+    models = "cnn, dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, plain, resnet"
+    assert f"model: {models}" in done.stdout
 
 
 def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):

@@ -15,7 +15,7 @@ from fashion_lab.models import create_model, list_models
 from fashion_lab.models.dilated import ConvBNReLU, DilatedNet, as_stages, kernel_span
 from fashion_lab.models.registry import builder
 
-PRESETS = ["cnn", "dilated_v1", "dilated_v2", "dilated_hdc", "dilated_degrid", "resnet"]
+PRESETS = ["cnn", "plain", "dilated_v1", "dilated_v2", "dilated_hdc", "dilated_degrid", "resnet"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -56,6 +56,7 @@ def test_cnn_matches_the_source_readme():
 @pytest.mark.parametrize(
     ("name", "schedule"),
     [
+        ("plain", [1, 1, 1, 1]),
         ("dilated_v1", [2, 2, 2, 2]),
         ("dilated_v2", [1, 2, 4, 8]),
         ("dilated_hdc", [1, 2, 5, 1, 2, 5]),

@@ -279,7 +279,7 @@ COMPOSE_ERRORS = [
     (
         ["model=nope"],
         "In 'config': Could not find 'model/nope'; Available options in 'model': cnn, "
-        "dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, resnet",
+        "dilated_degrid, dilated_hdc, dilated_v1, dilated_v2, plain, resnet",
     ),
     (["optimizer=nope"], "Available options in 'optimizer': adam, adamw, sgd"),
     (["logger=[tensorboard,csvv]"], "Could not load 'logger/csvv'"),

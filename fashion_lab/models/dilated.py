@@ -151,6 +151,12 @@ def _preset(stage1: Sequence[int]) -> list[list[int]]:
 
 
 @register_model
+def plain(*, dilations: Sequence = _preset([1, 1, 1, 1]), **kwargs) -> DilatedNet:
+    """Every dilation 1: the presets' backbone without dilation, the control of their schedules."""
+    return DilatedNet(dilations=dilations, **kwargs)
+
+
+@register_model
 def dilated_v1(*, dilations: Sequence = _preset([2, 2, 2, 2]), **kwargs) -> DilatedNet:
     """Constant dilation 2,2,2,2 at full resolution: the gridding-prone control."""
     return DilatedNet(dilations=dilations, **kwargs)
