@@ -19,6 +19,8 @@ declare -A arch=(
   [dilated_hdc]="model=dilated_hdc"
   [dilated_degrid]="model=dilated_degrid"
   [cnn]="model=cnn ~model.width"
+  # not in the study: fast_cpu with 120 s (ORDER=plain_120s)
+  [plain_120s]="budget_s=120"
 )
 order=${ORDER:-"plain dilated_v1 dilated_v2 dilated_hdc dilated_degrid cnn"}
 
