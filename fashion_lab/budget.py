@@ -56,7 +56,7 @@ class TimeBudget(pl.Callback):
 
     Args:
         seconds: the run's budget (`budget_s`).
-        test_images: the test split's size.
+        test_images: the test split's size (0: the run tests nothing).
         eval_batch: the test's batch size: after the first validation, one such batch of the
             network's forward pass is timed as the test runs it (full precision).
         started: the clock's zero (default: the process's start).
@@ -109,7 +109,7 @@ class TimeBudget(pl.Callback):
         if trainer.sanity_checking:
             return
         self.validation_s = time.time() - self._validating_since
-        if not self.test_image_s:
+        if not self.test_image_s and self.test_images:
             self.test_image_s = self._time_test_image(pl_module)
 
     def _time_test_image(self, pl_module: pl.LightningModule) -> float:

@@ -75,12 +75,15 @@ class RunRecord:
     the fit) and `results` (the record it adds its figures to), and calls `planned`.
     """
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, started: float | None = None) -> None:
         self.cfg = cfg
         self.output_dir = Path(cfg.paths.output_dir)
         self.job = Job.current()
-        # the run's clock starts with its process (a sweep job's: with the job)
-        self.recorder = RunRecorder(started=time.time() if self.job.sweeping else None)
+        # the run's clock (time to accuracy, budget_s): `started`, else its process's start (a
+        # sweep job's: the job's start)
+        if started is None and self.job.sweeping:
+            started = time.time()
+        self.recorder = RunRecorder(started=started)
         self.results: dict[str, Any] = {
             "status": "running",
             "model": cfg.model_name,

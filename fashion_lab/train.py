@@ -11,6 +11,7 @@ import copy
 import logging
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,9 @@ def pipeline(run: RunRecord) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any] | None:
     """Fit and test one configuration; results.json is written whether it completes, fails or
-    is interrupted. Returns the record (None for a sweep job that did not run or failed)."""
-    return RunRecord(cfg).live(pipeline)
+    is interrupted. Returns the record (None for a sweep job that did not run or failed). The
+    run's clock (its time to accuracy, its `budget_s`) starts with this call."""
+    return RunRecord(cfg, started=time.time()).live(pipeline)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def time_budget(plan: Plan, started: float) -> TimeBudget | None:
             f"budget_s={plan.cfg.budget_s:g} counts from a run's start, and this run resumes "
             "from a checkpoint; resume it without a budget: budget_s=null."
         )
-    test_images = len(plan.splits.tensors["test"][1])
+    test_images = len(plan.splits.tensors["test"][1]) if plan.cfg.test else 0
     return TimeBudget(
         plan.cfg.budget_s, test_images, plan.cfg.data.eval_batch_size, started=started
     )

@@ -105,9 +105,14 @@ def _record(log_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_a_budgeted_run_stops_training_in_time_and_is_tested(slow_enough_data, tmp_path):
+def test_fast_cpu_stops_training_in_its_budget_and_is_tested(slow_enough_data, tmp_path):
+    """The fast_cpu preset, tiny: the budget, not the epochs, ends its training."""
     log_dir = tmp_path / "out"
-    overrides = [*tiny_overrides(slow_enough_data, log_dir), "trainer.max_epochs=1000"]
+    overrides = [
+        "experiment=fast_cpu",
+        *tiny_overrides(slow_enough_data, log_dir),
+        "trainer.max_epochs=1000",
+    ]
     started = time.time()
     done = run_cli(*overrides, "budget_s=30")
     wall = time.time() - started
@@ -115,6 +120,7 @@ def test_a_budgeted_run_stops_training_in_time_and_is_tested(slow_enough_data, t
     record = _record(log_dir)
     assert check_record(record) is None
     assert record["status"] == "completed" and record["budget_ran_out"] is True
+    assert record["model"] == "plain" and record["budget_s"] == 30
     assert 2 < record["epochs"] < 1000 and record["test_acc"] is not None
     assert wall <= 30 + 2, f"the run took {wall:.1f} s of its 30"  # the process's exit beyond
     assert record["elapsed_s"] <= 30
