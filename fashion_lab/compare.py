@@ -9,7 +9,8 @@ difference in mean test accuracy from the best group a 95% confidence interval (
 where both groups have the same seeds), and its wall seconds to a validation accuracy (--to).
 Writes leaderboard.md, leaderboard.csv, val_acc_per_epoch.png, val_acc_vs_time.png,
 test_acc_vs_parameters.png and difference_from_best.png (into --out, by default the first
-directory) and prints the table. --rank time orders the groups by their time to --to.
+directory) and prints the table. --rank time orders the groups by their time to --to; --against
+TEXT gives the intervals against the group whose name holds TEXT (a control) instead.
 """
 
 from __future__ import annotations
@@ -270,11 +271,32 @@ def _vs_best(d: dict[str, Any] | None) -> str:
     return f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {how}{tie}"
 
 
+def reference_group(names: Sequence[str], against: str) -> str:
+    """The one group whose name holds `against` (e.g. model=plain).
+
+    Raises:
+        UserError: none or several do.
+    """
+    found = [name for name in names if against in name]
+    if len(found) != 1:
+        which = "no group" if not found else f"{len(found)} groups"
+        raise UserError(
+            f"--against {against} names {which} of the tested ones ({'; '.join(names)}); give "
+            "text that only one group's name holds."
+        )
+    return found[0]
+
+
 def add_differences(
-    rows: list[dict[str, str]], groups: dict[str, list[dict[str, Any]]]
+    rows: list[dict[str, str]], groups: dict[str, list[dict[str, Any]]], against: str | None = None
 ) -> dict[str, dict[str, Any] | None]:
-    """Fill each row's `vs_best` (the best: the group of the highest mean test accuracy, however
-    the rows are ranked); return the intervals by group."""
+    """Fill each row's `vs_best`: the difference from the best (the group of the highest mean
+    test accuracy, however the rows are ranked), or from the group `against` names; return the
+    intervals by group.
+
+    Raises:
+        UserError: `against` names no tested group, or several.
+    """
 
     def mean_test(name: str) -> float:
         tested = [r.get("test_acc") for r in groups[name] if r.get("status") == "completed"]
@@ -282,13 +304,17 @@ def add_differences(
 
     tested = [row["group"] for row in rows if row["test_acc"] != "-"]
     tested.sort(key=mean_test, reverse=True)
+    if against is not None:
+        reference = reference_group(tested, against)
+        tested.remove(reference)
+        tested.insert(0, reference)
     intervals: dict[str, dict[str, Any] | None] = {}
     for row in rows:
         name = row["group"]
         if not tested or name not in tested:
             row["vs_best"] = "-"
         elif name == tested[0]:
-            row["vs_best"] = "best"
+            row["vs_best"] = "best" if against is None else "reference"
         else:
             intervals[name] = difference(groups[name], groups[tested[0]])
             row["vs_best"] = _vs_best(intervals[name])
@@ -307,7 +333,7 @@ def plot_differences(intervals: dict[str, dict[str, Any] | None], best: str, pat
     ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
     ax.set_xlabel(f"test accuracy minus {best}'s (points, 95% CI; gray: cannot be told apart)")
-    ax.set_title("Difference in mean test accuracy from the best group")
+    ax.set_title(f"Difference in mean test accuracy from {best}")
     ax.grid(alpha=0.3)
     if not drawn:
         ax.text(0.5, 0.5, "nothing to plot", ha="center", va="center", transform=ax.transAxes)
@@ -315,13 +341,13 @@ def plot_differences(intervals: dict[str, dict[str, Any] | None], best: str, pat
     plt.close(fig)
 
 
-def markdown(rows: list[dict[str, str]]) -> str:
+def markdown(rows: list[dict[str, str]], reference: str = "best") -> str:
     header = (
         "group",
         "runs",
         "failed",
         "test acc %",
-        "vs best, points (95% CI)",
+        f"vs {reference}, points (95% CI)",
         "best val acc %",
         "parameters",
         "MACs/image",
@@ -436,19 +462,21 @@ def compare(
     pareto: Mapping[str, str] | None = None,
     rank: str = "test_acc",
     mark: float = 0.93,
+    against: str | None = None,
 ) -> str:
     """Write the leaderboard and plots; return the Markdown table, and beneath it the runs not
     ranked (diverged, at chance), the results.json files left out and what was not rebuilt;
     with `pareto` ({figure: direction}), the completed runs' Pareto front too (pareto.md,
-    pareto.png). `rank` and `mark`: see `leaderboard`."""
+    pareto.png). `rank` and `mark`: see `leaderboard`; `against`: see `add_differences`."""
     runs, unreadable = load_runs(directories)
     groups = group_runs(runs)
     notes: list[str] = []
     rows = leaderboard(groups, trusted, notes, rank, mark)
-    intervals = add_differences(rows, groups)
+    intervals = add_differences(rows, groups, against)
     out = Path(out or directories[0])
     check_writable(out, "--out")
-    report = markdown(rows)
+    reference = next((row["group"] for row in rows if row["vs_best"] == "reference"), "best")
+    report = markdown(rows, reference)
     unhealthy = [r for r in runs if r["status"] in UNHEALTHY]
     if unhealthy:
         report += f"\n\nNot ranked: {len(unhealthy)} runs that learned nothing worth ranking: "
@@ -471,7 +499,9 @@ def compare(
     plot_val_curves(groups, out / "val_acc_per_epoch.png")
     plot_accuracy_vs_parameters(groups, out / "test_acc_vs_parameters.png")
     plot_val_against_time(groups, out / "val_acc_vs_time.png")
-    best = next((row["group"] for row in rows if row["vs_best"] == "best"), "the best")
+    best = next(
+        (row["group"] for row in rows if row["vs_best"] in ("best", "reference")), "the best"
+    )
     plot_differences(intervals, best, out / "difference_from_best.png")
     return report
 
@@ -524,11 +554,21 @@ def main(argv: list[str] | None = None) -> None:
         default=0.93,
         help="the validation accuracy whose time from each run's start is shown (and ranked)",
     )
+    parser.add_argument(
+        "--against",
+        metavar="TEXT",
+        help="intervals against the group whose name holds TEXT (e.g. a control: "
+        "model=plain), not against the best",
+    )
     args = parser.parse_args(argv)
     from fashion_lab.pareto import objectives_of
 
     objectives = objectives_of(args.pareto, "--pareto") if args.pareto else None
-    print(compare(args.directories, args.out, args.trust, objectives, args.rank, args.to))
+    print(
+        compare(
+            args.directories, args.out, args.trust, objectives, args.rank, args.to, args.against
+        )
+    )
 
 
 if __name__ == "__main__":

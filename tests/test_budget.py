@@ -210,3 +210,22 @@ def test_the_time_to_accuracy_benchmark_runs_both_under_one_budget(
     assert ours["wall_s"] <= 32 and ours["test_acc"] is not None and ours["epochs"] > 1
     assert peer["test_acc"] == 0.905 and peer["epochs"] == 2
     assert peer["time_to_test_acc_s"] == {"0.90": 20.0}
+
+
+def test_compare_gives_intervals_against_a_named_group(tmp_path, capsys):
+    from fashion_lab.compare import main
+
+    for seed in range(3):
+        _fake_run(tmp_path / "runs", "control", seed, 0.93 + seed / 1000, None)
+        _fake_run(tmp_path / "runs", "dilated", seed, 0.94 + seed / 1000, None)
+    out = tmp_path / "report"
+    out.mkdir()
+    main([str(tmp_path / "runs"), "--out", str(out), "--against", "model=control"])
+    table = (out / "leaderboard.md").read_text()
+    assert "vs model=control, points (95% CI)" in table
+    [dilated] = [line for line in table.splitlines() if line.startswith("| model=dilated")]
+    assert "+1.00 [+1.00, +1.00] paired by seed" in dilated
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "runs"), "--out", str(out), "--against", "model="])
+    assert exit_info.value.code == 2
+    assert "--against model= names 2 groups" in capsys.readouterr().err
