@@ -195,6 +195,12 @@ def checked_config(cfg: DictConfig, start: Start) -> tuple[DictConfig, dict[str,
         )
     if checkpoint is not None and cfg.train:
         match_checkpoint(cfg, checkpoint)
+        if cfg.budget_s is not None:
+            raise UserError(
+                f"A run under a time budget (budget_s={cfg.budget_s:g}) cannot continue from a "
+                "checkpoint: its budget counted from its first start and its learning-rate "
+                "schedule followed that clock; start it again without ckpt_path."
+            )
         why = why_finished(cfg, checkpoint) if start.finished else None
         if why:
             raise UserError(

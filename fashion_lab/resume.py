@@ -35,6 +35,7 @@ FIXED = MappingProxyType(
         "data.shuffle_seed": "its random streams are drawn from the seed it started with",
         "data.val_size": "its validation split must stay the one its figures were measured on",
         "data.split_seed": "its validation split must stay the one its figures were measured on",
+        "budget_s": "its learning-rate schedule followed the clock of its time budget",
     }
 )
 """Settings (and groups) a resume cannot change, and why: the checkpoint's state holds them."""

@@ -124,18 +124,10 @@ def assemble(plan: Plan, recorder: RunRecorder) -> Parts:
 
 
 def time_budget(plan: Plan, started: float) -> TimeBudget | None:
-    """The run's time budget (`budget_s`), or None.
-
-    Raises:
-        UserError: a budget for a resumed run, whose time is not counted from its start.
-    """
+    """The run's time budget (`budget_s`; a resume has none: plan.checked_config refuses it),
+    or None."""
     if plan.cfg.budget_s is None or not plan.cfg.train:
         return None
-    if plan.start.resume is not None:
-        raise UserError(
-            f"budget_s={plan.cfg.budget_s:g} counts from a run's start, and this run resumes "
-            "from a checkpoint; resume it without a budget: budget_s=null."
-        )
     test_images = len(plan.splits.tensors["test"][1]) if plan.cfg.test else 0
     return TimeBudget(
         plan.cfg.budget_s, test_images, plan.cfg.data.eval_batch_size, started=started

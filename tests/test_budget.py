@@ -229,3 +229,30 @@ def test_compare_gives_intervals_against_a_named_group(tmp_path, capsys):
         main([str(tmp_path / "runs"), "--out", str(out), "--against", "model="])
     assert exit_info.value.code == 2
     assert "--against model= names 2 groups" in capsys.readouterr().err
+
+
+def test_a_budgeted_run_stopped_midway_is_not_resumed_with_or_without_its_budget(
+    slow_enough_data, tmp_path
+):
+    import signal
+
+    from conftest import signal_after_a_checkpoint
+
+    run_dir = tmp_path / "run"
+    args = [
+        *tiny_overrides(slow_enough_data, tmp_path / "out"),
+        "trainer.max_epochs=1000",
+        "budget_s=120",
+        f"hydra.run.dir={run_dir}",
+    ]
+    code, _ = signal_after_a_checkpoint(args, "checkpoints/last.ckpt", run_dir, signal.SIGINT)
+    assert code != 0 and _record(run_dir)["status"] == "interrupted"
+    base = [*tiny_overrides(slow_enough_data, tmp_path / "out"), f"ckpt_path={run_dir}"]
+    for extra, said in (
+        ([], "cannot continue from a checkpoint"),
+        (["budget_s=null"], "budget_s=null cannot change a run that resumes"),
+    ):
+        done = run_cli(*base, *extra)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert said in done.stderr and "Traceback" not in done.stderr
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file(), "its checkpoint is kept"
