@@ -145,7 +145,7 @@ class RunRecorder(pl.Callback):
 
 
 def time_to_accuracy(history: list[dict[str, Any]]) -> dict[str, float]:
-    """The wall seconds from the process's start at which validation accuracy first reached
+    """The wall seconds from the run's start at which validation accuracy first reached
     each of `ACCURACY_MARKS` ("0.93": 212.4), from a run's history; a mark never reached is
     left out, and so is one reached after a resume (where the clock starts again)."""
     reached: dict[str, float] = {}
